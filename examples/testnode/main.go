@@ -1,0 +1,59 @@
+// Command testnode serves a fake Substrate node (JSON-RPC over WebSocket and
+// HTTP, /health) so that the wssgate examples can be tried without a real
+// node:
+//
+//	go run ./examples/testnode &
+//	go run ./examples/basic
+//
+// It produces a block every -block-interval and stops on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/wssgate/wssgate/internal/rpctest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "testnode:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	listen := flag.String("listen", "127.0.0.1:9944", "address to serve JSON-RPC on")
+	interval := flag.Duration("block-interval", 6*time.Second, "time between blocks; 0 for none")
+	verbose := flag.Bool("v", false, "log every connection")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	node, err := rpctest.Start(&rpctest.Options{
+		Addr:          *listen,
+		BlockInterval: *interval,
+		Logger:        logger,
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("serving fake Substrate node", "ws", node.URL(), "http", node.HTTPURL(), "block_interval", *interval)
+	<-ctx.Done()
+	stop()
+	logger.Info("shutting down")
+	return node.Close()
+}

@@ -1,0 +1,144 @@
+package rpctest
+
+import (
+	"crypto/rand"
+)
+
+type subKind int
+
+const (
+	subNewHeads subKind = iota
+	subFinalizedHeads
+	subAllHeads
+	subRuntimeVersion
+	subStorage
+)
+
+// notifyMethod is the notification method name of each kind.
+var notifyMethod = [...]string{
+	subNewHeads:       "chain_newHead",
+	subFinalizedHeads: "chain_finalizedHead",
+	subAllHeads:       "chain_allHead",
+	subRuntimeVersion: "state_runtimeVersion",
+	subStorage:        "state_storage",
+}
+
+// subscriptionMethods maps each subscribe method, aliases included, to its
+// kind and unsubscribe methods.
+var subscriptionMethods = map[string]struct {
+	kind        subKind
+	unsubscribe []string
+}{
+	"chain_subscribeNewHeads":       {subNewHeads, []string{"chain_unsubscribeNewHeads"}},
+	"chain_subscribeNewHead":        {subNewHeads, []string{"chain_unsubscribeNewHead"}},
+	"subscribe_newHead":             {subNewHeads, []string{"unsubscribe_newHead"}},
+	"chain_subscribeFinalizedHeads": {subFinalizedHeads, []string{"chain_unsubscribeFinalizedHeads"}},
+	"chain_subscribeFinalisedHeads": {subFinalizedHeads, []string{"chain_unsubscribeFinalisedHeads"}},
+	"chain_subscribeAllHeads":       {subAllHeads, []string{"chain_unsubscribeAllHeads"}},
+	"state_subscribeRuntimeVersion": {subRuntimeVersion, []string{"state_unsubscribeRuntimeVersion"}},
+	"chain_subscribeRuntimeVersion": {subRuntimeVersion, []string{"chain_unsubscribeRuntimeVersion"}},
+	"state_subscribeStorage":        {subStorage, []string{"state_unsubscribeStorage"}},
+}
+
+// sub is one subscription of a connection. It receives notifications once
+// active, that is after its id was sent to the client.
+type sub struct {
+	kind   subKind
+	active bool
+	keys   []string // state_subscribeStorage
+}
+
+func subscribe(kind subKind) method {
+	return func(c *call) (any, error) {
+		if c.conn == nil {
+			return nil, &Error{Code: CodeInternalError, Message: "Internal error", Data: "subscriptions need a WebSocket connection"}
+		}
+		var keys []string
+		if kind == subStorage {
+			if err := c.args(&keys); err != nil {
+				return nil, err
+			}
+		}
+		c.n.mu.Lock()
+		defer c.n.mu.Unlock()
+		if len(c.conn.subs) >= maxSubscriptionsPerConn {
+			return nil, &Error{
+				Code:    CodeTooManySubs,
+				Message: "Too many subscriptions on the connection",
+				Data:    "Exceeded max limit of 1024",
+			}
+		}
+		id := rand.Text()[:16]
+		c.conn.subs[id] = &sub{kind: kind, keys: keys}
+		*c.subs = append(*c.subs, id)
+		return id, nil
+	}
+}
+
+func unsubscribe(kind subKind) method {
+	return func(c *call) (any, error) {
+		var id string
+		if err := c.args(&id); err != nil {
+			return nil, err
+		}
+		if c.conn == nil {
+			return false, nil
+		}
+		c.n.mu.Lock()
+		defer c.n.mu.Unlock()
+		if s, ok := c.conn.subs[id]; ok && s.kind == kind {
+			delete(c.conn.subs, id)
+			return true, nil
+		}
+		return false, nil
+	}
+}
+
+// activate sends resp, then makes the subscriptions live and sends each
+// its first notification, as Substrate does. n.mu is held, so a new block
+// cannot slip in between.
+func (c *wsConn) activate(resp []byte, ids []string) {
+	if resp != nil {
+		c.send(resp)
+	}
+	for _, id := range ids {
+		s := c.subs[id]
+		if s == nil {
+			continue
+		}
+		s.active = true
+		c.send(c.n.initial(id, s))
+	}
+}
+
+// initial is the first notification of a new subscription; n.mu is held.
+func (n *Node) initial(id string, s *sub) []byte {
+	best := n.chain.best()
+	switch s.kind {
+	case subRuntimeVersion:
+		return notification(notifyMethod[s.kind], id, n.static.runtime)
+	case subStorage:
+		changes := make([][2]any, len(s.keys))
+		for i, k := range s.keys {
+			changes[i] = [2]any{k, nil}
+		}
+		return notification(notifyMethod[s.kind], id, map[string]any{"block": best.hash, "changes": changes})
+	}
+	return notification(notifyMethod[s.kind], id, best.header)
+}
+
+// announce pushes a new best block to the head subscribers; n.mu is held.
+// The node finalizes every block at once.
+func (n *Node) announce(b *block) {
+	if n.stall != nil {
+		return
+	}
+	for c := range n.conns {
+		for id, s := range c.subs {
+			if !s.active || s.kind > subAllHeads {
+				continue
+			}
+			c.send(notification(notifyMethod[s.kind], id, b.header))
+		}
+	}
+}
