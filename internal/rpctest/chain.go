@@ -43,13 +43,14 @@ var loadStatic = sync.OnceValues(func() (*static, error) {
 		SpecName    string `json:"specName"`
 		SpecVersion uint32 `json:"specVersion"`
 	}
-	if err := json.Unmarshal(runtimeVersionJSON, &rv); err != nil {
+	if err := json.Unmarshal(runtimeVersionJSON, &rv); err != nil || rv.SpecName == "" || rv.SpecVersion == 0 {
+		return nil, fmt.Errorf("rpctest: bad runtime version (%v)", err)
+	}
+	var runtime bytes.Buffer
+	if err := json.Compact(&runtime, runtimeVersionJSON); err != nil {
 		return nil, fmt.Errorf("rpctest: runtime version: %w", err)
 	}
-	s := &static{
-		metadataHex: hexString(raw),
-		runtime:     json.RawMessage(bytes.TrimSpace(runtimeVersionJSON)),
-	}
+	s := &static{metadataHex: hexString(raw), runtime: runtime.Bytes()}
 	// Option<OpaqueMetadata>: Some, compact length, bytes.
 	opaque := append([]byte{1}, compact(uint64(len(raw)))...)
 	s.atVersionHex = hexString(append(opaque, raw...))
