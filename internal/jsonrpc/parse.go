@@ -24,18 +24,18 @@ type Call struct {
 
 // Parse validates msg and appends one Call to dst for a single message, or
 // one per element for a batch (batch true). Reuse dst across messages, as
-// Parse(msg, max, calls[:0]), to parse without allocating.
+// Parse(msg, maxBatch, calls[:0]), to parse without allocating.
 //
-// err is non-nil only when the message as a whole cannot be answered call
-// by call: it is not JSON ([CodeParseError]), an empty batch
-// ([CodeInvalidRequest]) or a batch of more than max elements
-// ([CodeLimitExceeded]; max < 1 refuses every batch). dst is then returned
-// unchanged. Any other problem is the call's own, in [Call.Err].
-func Parse(msg []byte, max int, dst []Call) (_ []Call, batch bool, err error) {
+// err is non-nil only when the message as a whole cannot be answered call by
+// call: it is not JSON ([CodeParseError]), it is an empty batch
+// ([CodeInvalidRequest]), or a batch of more than maxBatch elements
+// ([CodeLimitExceeded]; maxBatch < 1 refuses every batch). dst is then
+// returned unchanged. Any other problem is the call's own, in [Call.Err].
+func Parse(msg []byte, maxBatch int, dst []Call) (_ []Call, batch bool, err error) {
 	p := parser{scanner: scanner{msg: msg}}
 	i := skipSpace(msg, 0)
 	if i < len(msg) && msg[i] == '[' {
-		calls, err := p.batch(i, max, dst)
+		calls, err := p.batch(i, maxBatch, dst)
 		return calls, true, err
 	}
 	if i == len(msg) {
@@ -65,7 +65,7 @@ func (p *parser) trailing(end int) error {
 	return nil
 }
 
-func (p *parser) batch(i, max int, dst []Call) ([]Call, error) {
+func (p *parser) batch(i, maxBatch int, dst []Call) ([]Call, error) {
 	base := len(dst)
 	p.depth = 1
 	j := skipSpace(p.msg, i+1)
@@ -76,7 +76,7 @@ func (p *parser) batch(i, max int, dst []Call) ([]Call, error) {
 		return dst, invalidRequest(i, "empty batch")
 	}
 	for n := 0; ; n++ {
-		if n >= max {
+		if n >= maxBatch {
 			return dst[:base], &Error{Code: CodeLimitExceeded, Offset: j, Reason: "batch too long"}
 		}
 		dst = append(dst, Call{Start: j})
