@@ -1,0 +1,34 @@
+package wssproxy
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// logClose writes the one log line each connection gets when it ends.
+func (pc *proxyConn) logClose() {
+	ci := &pc.end
+	level := slog.LevelInfo
+	if ci.by == sideNode && ci.clientCode != 1000 && ci.clientCode != 1001 {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("client", pc.client.String()),
+		slog.String("upstream", pc.p.upstream.Host),
+		slog.Duration("duration", time.Since(pc.start)),
+		slog.String("closed_by", ci.by.String()),
+		slog.Int64("msgs_in", pc.stats[toNode].msgs.Load()),
+		slog.Int64("bytes_in", pc.stats[toNode].bytes.Load()),
+		slog.Int64("msgs_out", pc.stats[toClient].msgs.Load()),
+		slog.Int64("bytes_out", pc.stats[toClient].bytes.Load()),
+		slog.Int("client_code", int(ci.clientCode)),
+		slog.String("client_reason", ci.clientReason),
+		slog.Int("node_code", int(ci.nodeCode)),
+		slog.String("node_reason", ci.nodeReason),
+	}
+	if ci.err != nil {
+		attrs = append(attrs, slog.String("error", ci.err.Error()))
+	}
+	pc.p.log.LogAttrs(context.Background(), level, "wssproxy: connection closed", attrs...)
+}

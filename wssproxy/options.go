@@ -1,0 +1,166 @@
+package wssproxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"path"
+	"time"
+)
+
+// Defaults applied by [New] to zero fields of [Options].
+const (
+	// DefaultReadLimit is a Substrate node's own request and response limit
+	// (--rpc-max-request-size / --rpc-max-response-size, 15 MiB).
+	DefaultReadLimit = 15 << 20
+	// DefaultMaxBodyBytes bounds plain HTTP request bodies.
+	DefaultMaxBodyBytes = 15 << 20
+	// DefaultDialTimeout bounds the TCP (and TLS) connect to the node.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultHandshakeTimeout bounds the whole WebSocket handshake with the node.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultPingInterval is how often both peers are pinged.
+	DefaultPingInterval = 20 * time.Second
+	// DefaultWriteTimeout bounds one message write to either peer.
+	DefaultWriteTimeout = 30 * time.Second
+)
+
+// Options configures a [Proxy]. The zero value (or a nil *Options) gives
+// production defaults; each field documents its own.
+//
+// [New] copies the Options, so changing them afterwards has no effect.
+type Options struct {
+	// ReadLimit is the largest WebSocket message, in bytes, read from either
+	// the client or the node. A bigger message closes the sender's
+	// connection with 1009 (message too big).
+	// If zero, DefaultReadLimit (15 MiB, the node's own limit). If negative,
+	// messages are unbounded: unsafe, a client can then make the gateway
+	// buffer as much as it likes.
+	ReadLimit int64
+
+	// MaxBodyBytes is the largest plain HTTP request body forwarded to the
+	// node; a bigger one is refused with 413.
+	// If zero, DefaultMaxBodyBytes. Negative is invalid.
+	MaxBodyBytes int64
+
+	// DialTimeout bounds connecting to the node (TCP, and TLS for wss://).
+	// If zero, DefaultDialTimeout.
+	DialTimeout time.Duration
+
+	// HandshakeTimeout bounds the whole upstream WebSocket handshake, dial
+	// included. A node that accepts TCP but never answers the upgrade gets
+	// the client a 504.
+	// If zero, DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// IdleTimeout closes a connection (1001) when no data message has passed
+	// in either direction for this long. Pings do not count as activity.
+	// If zero, connections never idle out: unlike nginx's 60 s
+	// proxy_read_timeout, which silently kills quiet subscriptions, dead
+	// peers are found by PingInterval instead.
+	IdleTimeout time.Duration
+
+	// PingInterval is how often the gateway pings the client and the node;
+	// a peer that does not answer within PingInterval is treated as dead
+	// (client closed; node: client closed with 1012). Pings from either
+	// peer are always answered.
+	// If zero, DefaultPingInterval. Negative disables keepalive pings.
+	PingInterval time.Duration
+
+	// WriteTimeout bounds a single message write to either peer. A client
+	// that stops reading is closed once its socket buffers are full for
+	// this long, so nothing queues up in the gateway.
+	// If zero, DefaultWriteTimeout. Negative disables it.
+	WriteTimeout time.Duration
+
+	// AllowedOrigins lists the browser origins allowed to open a WebSocket,
+	// as host patterns matched with path.Match (e.g. "polkadot.js.org",
+	// "*.example.com"), or full origins ("https://app.example.com").
+	// Requests without an Origin header (non-browser clients) are always
+	// allowed. If empty, any origin is allowed, since Polkadot-JS UI and
+	// other wallets run on their own origins.
+	AllowedOrigins []string
+
+	// ForwardOrigin sends the browser's Origin header to the node. If
+	// false, Origin is dropped: the gateway's AllowedOrigins decide, and a
+	// node's default CORS list (which refuses every web app but
+	// polkadot.js.org) is not consulted.
+	ForwardOrigin bool
+
+	// TrustedProxies lists the networks of proxies in front of the gateway
+	// (load balancers) whose X-Forwarded-For, X-Forwarded-Proto and
+	// Forwarded headers are believed. The gateway appends the peer address
+	// to what trusted hops sent; from any other peer those headers are
+	// replaced. If empty, no peer is trusted.
+	TrustedProxies []netip.Prefix
+
+	// UpstreamTLS configures TLS to a wss:// (or https://) node.
+	// If nil, the system roots verify the node's certificate.
+	UpstreamTLS *tls.Config
+
+	// UpstreamHeader holds extra headers sent to the node on every request
+	// (an API key for a hosted node, say). If nil, none.
+	UpstreamHeader http.Header
+
+	// Logger receives the proxy's structured logs.
+	// If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults validates o and returns a copy with defaults applied.
+// Errors name the offending field.
+func (o *Options) withDefaults() (Options, error) {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.ReadLimit == 0 {
+		c.ReadLimit = DefaultReadLimit
+	}
+	switch {
+	case c.MaxBodyBytes == 0:
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	case c.MaxBodyBytes < 0:
+		return c, fmt.Errorf("wssproxy: Options.MaxBodyBytes is %d; it must not be negative", c.MaxBodyBytes)
+	}
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+		neg  bool // negative allowed (means "off")
+	}{
+		{"DialTimeout", &c.DialTimeout, DefaultDialTimeout, false},
+		{"HandshakeTimeout", &c.HandshakeTimeout, DefaultHandshakeTimeout, false},
+		{"IdleTimeout", &c.IdleTimeout, 0, false},
+		{"PingInterval", &c.PingInterval, DefaultPingInterval, true},
+		{"WriteTimeout", &c.WriteTimeout, DefaultWriteTimeout, true},
+	}
+	for _, d := range durations {
+		if *d.v < 0 && !d.neg {
+			return c, fmt.Errorf("wssproxy: Options.%s is %v; it must not be negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	c.TrustedProxies = append([]netip.Prefix(nil), c.TrustedProxies...)
+	c.AllowedOrigins = append([]string(nil), c.AllowedOrigins...)
+	c.UpstreamHeader = c.UpstreamHeader.Clone()
+	for i, pat := range c.AllowedOrigins {
+		if _, err := path.Match(originHost(pat), ""); err != nil || pat == "" {
+			return c, fmt.Errorf("wssproxy: Options.AllowedOrigins[%d] %q is not a valid pattern", i, pat)
+		}
+	}
+	for i, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			return c, fmt.Errorf("wssproxy: Options.TrustedProxies[%d] is not a valid prefix", i)
+		}
+		c.TrustedProxies[i] = p.Masked()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}

@@ -1,0 +1,203 @@
+package wssproxy
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// Proxy is an http.Handler that puts a node's ws:// (or wss://) JSON-RPC
+// endpoint behind the server it is mounted on. WebSocket upgrades are
+// spliced to the node; other HTTP requests (JSON-RPC POSTs, health checks)
+// are forwarded to the node's http:// (or https://) equivalent.
+//
+// Create one with [New]; the zero Proxy is not usable. A Proxy is safe for
+// concurrent use. Hijacked WebSocket connections are invisible to
+// [http.Server.Shutdown], so call [Proxy.Shutdown] (or [Proxy.Close]) too.
+type Proxy struct {
+	opts     Options
+	log      *slog.Logger
+	upstream *url.URL // ws:// or wss://
+	dial     *http.Client
+	http     *httputil.ReverseProxy
+
+	mu       sync.Mutex
+	conns    map[*proxyConn]struct{}
+	closing  bool
+	draining chan struct{} // closed when Shutdown or Close starts
+	done     sync.WaitGroup
+}
+
+// New returns a Proxy for the node at upstream, a ws:// or wss:// URL such
+// as "ws://127.0.0.1:9944". opts may be nil for the defaults; invalid
+// options fail here with an error naming the field.
+func New(upstream string, opts *Options) (*Proxy, error) {
+	u, err := parseUpstream(upstream)
+	if err != nil {
+		return nil, err
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		opts:     o,
+		log:      o.Logger,
+		upstream: u,
+		conns:    make(map[*proxyConn]struct{}),
+		draining: make(chan struct{}),
+	}
+	tr := p.transport()
+	p.dial = &http.Client{Transport: tr}
+	p.http = p.reverseProxy(tr)
+	return p, nil
+}
+
+func parseUpstream(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("wssproxy: upstream %q: %w", s, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return nil, fmt.Errorf("wssproxy: upstream %q: scheme must be ws:// or wss://", s)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("wssproxy: upstream %q: missing host", s)
+	}
+	if u.User != nil || u.Fragment != "" {
+		return nil, fmt.Errorf("wssproxy: upstream %q: user info and fragments are not supported", s)
+	}
+	return u, nil
+}
+
+// Upstream returns the node's WebSocket URL.
+func (p *Proxy) Upstream() string { return p.upstream.String() }
+
+// ServeHTTP splices a WebSocket upgrade to the node, or forwards a plain
+// HTTP request to it. For WebSockets it returns when the connection ends.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if hasToken(r.Header, "Connection", "upgrade") {
+		if !hasToken(r.Header, "Upgrade", "websocket") {
+			p.refuse(w, r, http.StatusBadRequest, reasonBadHandshake, "only WebSocket upgrades are supported")
+			return
+		}
+		p.serveWebSocket(w, r)
+		return
+	}
+	p.serveHTTP(w, r)
+}
+
+// refuse answers a request the gateway will not serve, with a plain-text
+// reason, and logs it.
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reason refusal, detail string) {
+	p.log.LogAttrs(r.Context(), slog.LevelInfo, "wssproxy: refused",
+		slog.String("client", peerAddr(r).String()),
+		slog.Int("status", status),
+		slog.String("reason", string(reason)),
+		slog.String("detail", detail))
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "wssgate: %s\n", detail)
+}
+
+// refusal names why a request was refused, for logs and metrics.
+type refusal string
+
+const (
+	reasonBadHandshake   refusal = "bad_handshake"
+	reasonOrigin         refusal = "origin"
+	reasonShuttingDown   refusal = "shutting_down"
+	reasonNodeDown       refusal = "node_unavailable"
+	reasonNodeTimeout    refusal = "node_timeout"
+	reasonNodeRefused    refusal = "node_refused"
+	reasonBodyTooLarge   refusal = "body_too_large"
+	reasonMethodNotAllow refusal = "method"
+)
+
+// hasToken reports whether the comma-separated header name contains token,
+// case-insensitively (RFC 9110 section 5.6.1).
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// peerAddr is the address of the TCP peer of r, or the zero Addr.
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return netip.Addr{}
+		}
+		a, _ := netip.ParseAddr(host)
+		return a.Unmap()
+	}
+	return ap.Addr().Unmap()
+}
+
+// trusted reports whether a is one of the configured trusted proxies.
+func (p *Proxy) trusted(a netip.Addr) bool {
+	for _, pfx := range p.opts.TrustedProxies {
+		if pfx.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedHeaders sets X-Forwarded-For, -Proto and -Host on out for a
+// request r: the peer is appended to what a trusted peer sent; headers from
+// an untrusted peer are replaced.
+func (p *Proxy) forwardedHeaders(out http.Header, r *http.Request) {
+	peer := peerAddr(r)
+	trusted := peer.IsValid() && p.trusted(peer)
+	xff := ""
+	if trusted {
+		xff = strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
+	}
+	if peer.IsValid() {
+		if xff != "" {
+			xff += ", "
+		}
+		xff += peer.String()
+	}
+	out.Del("Forwarded")
+	if xff != "" {
+		out.Set("X-Forwarded-For", xff)
+	} else {
+		out.Del("X-Forwarded-For")
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	if v := r.Header.Get("X-Forwarded-Proto"); trusted && (v == "http" || v == "https") {
+		proto = v
+	}
+	out.Set("X-Forwarded-Proto", proto)
+	host := r.Host
+	if v := r.Header.Get("X-Forwarded-Host"); trusted && v != "" {
+		host = v
+	}
+	out.Set("X-Forwarded-Host", host)
+}

@@ -1,0 +1,45 @@
+package wssproxy
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Server timeouts and limits used by [NewServer].
+const (
+	// ServerReadHeaderTimeout cuts clients that trickle their request
+	// headers (slowloris).
+	ServerReadHeaderTimeout = 10 * time.Second
+	// ServerIdleTimeout closes idle keep-alive HTTP connections.
+	ServerIdleTimeout = 120 * time.Second
+	// ServerMaxHeaderBytes refuses absurd request headers with 431.
+	ServerMaxHeaderBytes = 16 << 10
+)
+
+// NewServer returns an http.Server for h with the timeouts a public
+// endpoint needs: a header read timeout against slow handshakes, a bound
+// on header size, an idle timeout for keep-alive HTTP connections, and its
+// errors logged to logger (nil: slog.Default()). No read or write timeout
+// is set on the whole request, since WebSockets are long-lived; the proxy
+// bounds those itself. tlsConfig may be nil for plain HTTP (behind a TLS
+// terminating load balancer). The server speaks HTTP/1.1 only, since
+// WebSocket upgrades need it.
+func NewServer(addr string, h http.Handler, tlsConfig *tls.Config, logger *slog.Logger) *http.Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true) // WebSocket upgrades need HTTP/1.1; never negotiate h2
+	return &http.Server{
+		Protocols:         &protos,
+		Addr:              addr,
+		Handler:           h,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: ServerReadHeaderTimeout,
+		IdleTimeout:       ServerIdleTimeout,
+		MaxHeaderBytes:    ServerMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+}

@@ -1,0 +1,220 @@
+package wssproxy
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// serveWebSocket checks the client's handshake, dials the node, and only
+// then accepts the client, so a dead node costs the client an HTTP 502
+// instead of a socket that dies at once.
+func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if status, why := checkHandshake(r); status != 0 {
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		p.refuse(w, r, status, reasonBadHandshake, why)
+		return
+	}
+	if !p.originAllowed(r) {
+		p.refuse(w, r, http.StatusForbidden, reasonOrigin, fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
+		return
+	}
+	pc := p.newConn(r)
+	if pc == nil {
+		p.refuse(w, r, http.StatusServiceUnavailable, reasonShuttingDown, "gateway is shutting down")
+		return
+	}
+	defer p.unregister(pc)
+
+	node, fail := p.dialNode(r)
+	if fail != nil {
+		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
+			slog.String("client", pc.client.String()), slog.String("upstream", p.upstream.Host),
+			slog.String("error", fail.cause.Error()))
+		p.refuse(w, r, fail.status, fail.reason, fail.msg)
+		return
+	}
+	node.SetReadLimit(p.readLimit())
+
+	var subs []string
+	if sp := node.Subprotocol(); sp != "" {
+		subs = []string{sp}
+	}
+	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:       subs,
+		InsecureSkipVerify: true, // origins were checked before dialing the node
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		// Accept has already answered the client.
+		node.Close(websocket.StatusGoingAway, "client handshake failed")
+		return
+	}
+	client.SetReadLimit(p.readLimit())
+	pc.run(client, node)
+}
+
+func (p *Proxy) readLimit() int64 {
+	if p.opts.ReadLimit < 0 {
+		return -1
+	}
+	return p.opts.ReadLimit
+}
+
+// checkHandshake validates a client's WebSocket upgrade request (RFC 6455
+// section 4.2.1) before any work is done for it. It returns 0 if valid.
+func checkHandshake(r *http.Request) (status int, why string) {
+	if r.Method != http.MethodGet {
+		return http.StatusMethodNotAllowed, "WebSocket handshake must be a GET"
+	}
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return http.StatusBadRequest, "WebSocket handshake needs HTTP/1.1"
+	}
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		return http.StatusUpgradeRequired, fmt.Sprintf("unsupported Sec-WebSocket-Version %q; want 13", v)
+	}
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if b, err := base64.StdEncoding.DecodeString(key); err != nil || len(b) != 16 {
+		return http.StatusBadRequest, "invalid Sec-WebSocket-Key"
+	}
+	return 0, ""
+}
+
+// originAllowed applies Options.AllowedOrigins to a browser's Origin.
+func (p *Proxy) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(p.opts.AllowedOrigins) == 0 {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	for _, pat := range p.opts.AllowedOrigins {
+		if strings.Contains(pat, "://") {
+			if strings.EqualFold(pat, origin) {
+				return true
+			}
+			continue
+		}
+		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// originHost strips a scheme from an AllowedOrigins entry.
+func originHost(pat string) string {
+	if _, rest, ok := strings.Cut(pat, "://"); ok {
+		return rest
+	}
+	return pat
+}
+
+// dialFailure says why the node could not be dialed: status, reason and
+// msg are for the client (msg names no internal address), cause for logs.
+type dialFailure struct {
+	status int
+	reason refusal
+	msg    string
+	cause  error
+}
+
+// dialNode opens the node's WebSocket for client request r.
+func (p *Proxy) dialNode(r *http.Request) (*websocket.Conn, *dialFailure) {
+	ctx, cancel := context.WithTimeout(r.Context(), p.opts.HandshakeTimeout)
+	defer cancel()
+	start := time.Now()
+	h := http.Header{}
+	for k, v := range p.opts.UpstreamHeader {
+		h[k] = append([]string(nil), v...)
+	}
+	p.forwardedHeaders(h, r)
+	if ua := r.Header.Get("User-Agent"); ua != "" {
+		h.Set("User-Agent", ua)
+	}
+	if o := r.Header.Get("Origin"); o != "" && p.opts.ForwardOrigin {
+		h.Set("Origin", o)
+	}
+	node, resp, err := websocket.Dial(ctx, p.nodeURL(r), &websocket.DialOptions{
+		HTTPClient:      p.dial,
+		HTTPHeader:      h,
+		Subprotocols:    subprotocols(r),
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err == nil {
+		p.log.LogAttrs(r.Context(), slog.LevelDebug, "wssproxy: node dialed",
+			slog.String("upstream", p.upstream.Host), slog.Duration("latency", time.Since(start)))
+		return node, nil
+	}
+	switch {
+	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
+		return nil, &dialFailure{http.StatusBadGateway, reasonNodeRefused,
+			fmt.Sprintf("node refused the WebSocket handshake (%s)", resp.Status), err}
+	case ctx.Err() != nil && r.Context().Err() == nil, isTimeout(err):
+		return nil, &dialFailure{http.StatusGatewayTimeout, reasonNodeTimeout,
+			"node did not complete the WebSocket handshake in time", err}
+	default:
+		return nil, &dialFailure{http.StatusBadGateway, reasonNodeDown,
+			"node unavailable: " + dialCause(err), err}
+	}
+}
+
+// nodeURL joins the client's path and query onto the upstream URL, as
+// httputil.NewSingleHostReverseProxy does.
+func (p *Proxy) nodeURL(r *http.Request) string {
+	u := *p.upstream
+	if rp := r.URL.EscapedPath(); rp != "" && rp != "/" {
+		u.Path, u.RawPath = joinURLPath(p.upstream, r.URL)
+	}
+	switch {
+	case u.RawQuery == "":
+		u.RawQuery = r.URL.RawQuery
+	case r.URL.RawQuery != "":
+		u.RawQuery += "&" + r.URL.RawQuery
+	}
+	return u.String()
+}
+
+func joinURLPath(a, b *url.URL) (string, string) {
+	if a.RawPath == "" && b.RawPath == "" {
+		return singleJoiningSlash(a.Path, b.Path), ""
+	}
+	apath, bpath := a.EscapedPath(), b.EscapedPath()
+	return singleJoiningSlash(a.Path, b.Path), singleJoiningSlash(apath, bpath)
+}
+
+func singleJoiningSlash(a, b string) string {
+	as, bs := strings.HasSuffix(a, "/"), strings.HasPrefix(b, "/")
+	switch {
+	case as && bs:
+		return a + b[1:]
+	case !as && !bs:
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// subprotocols lists the subprotocols the client asked for, in order.
+func subprotocols(r *http.Request) []string {
+	var out []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
