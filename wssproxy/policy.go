@@ -138,11 +138,11 @@ type policyPrefix struct {
 	prefix, reason string
 }
 
-var defaultPolicy = DefaultPolicy()
+var policyForNil = DefaultPolicy()
 
 func (p *Policy) table() *policyTable {
 	if p == nil {
-		p = defaultPolicy
+		p = policyForNil
 	}
 	p.once.Do(func() { p.compiled = p.compile() })
 	return p.compiled

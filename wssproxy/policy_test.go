@@ -11,8 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// safeMethods are calls wallets and explorers make; no default may refuse them.
-var safeMethods = []string{
+// policySafeMethods are calls wallets and explorers make; no default may refuse them.
+var policySafeMethods = []string{
 	"chain_getBlock",
 	"chain_getBlockHash",
 	"chain_subscribeNewHeads",
@@ -51,7 +51,7 @@ func TestDefaultPolicyDeniesUnsafeMethods(t *testing.T) {
 func TestDefaultPolicyAllowsSafeMethods(t *testing.T) {
 	t.Parallel()
 	for _, p := range []*Policy{DefaultPolicy(), nil} {
-		for _, m := range safeMethods {
+		for _, m := range policySafeMethods {
 			if err := p.Check(m); err != nil {
 				t.Errorf("%v.Check(%q) = %v, want nil", p, m, err)
 			}
@@ -203,7 +203,7 @@ func TestPolicyCheck(t *testing.T) {
 			p := tt.prepare()
 			got := map[string]string{}
 			for m := range tt.want {
-				got[m] = reasonOf(t, m, p.Check(m))
+				got[m] = policyReason(t, m, p.Check(m))
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Check results (-want +got):\n%s", diff)
@@ -212,7 +212,7 @@ func TestPolicyCheck(t *testing.T) {
 	}
 }
 
-func reasonOf(t *testing.T, method string, err error) string {
+func policyReason(t *testing.T, method string, err error) string {
 	t.Helper()
 	if err == nil {
 		return ""
