@@ -56,10 +56,12 @@ type Buckets struct {
 	Burst int
 
 	// MaxKeys caps how many keys are remembered. If zero, 65536 (about
-	// 10 MB; see the package benchmarks). Beyond it, the least recently
-	// used key of a shard is forgotten, which refills its bucket: under
-	// a flood of more distinct keys than this, per-key limits weaken but
-	// memory does not grow. Must not be negative.
+	// 10 MB; see the package benchmarks). It is split evenly between up
+	// to 64 shards, and a full shard forgets its least recently used
+	// key, which refills that key's bucket: under a flood of more
+	// distinct keys than this, per-key limits weaken but memory does not
+	// grow. As keys hash unevenly, forgetting may start a little before
+	// MaxKeys keys in all. Must not be negative.
 	MaxKeys int
 
 	// IdleTimeout is how long a key may go unused before it is forgotten.
@@ -218,10 +220,16 @@ func (b *Buckets) AllowAt(key string, now time.Time) (ok bool, retryAfter time.D
 	return false, b.cfg.waitFor(e.lim.TokensAt(now))
 }
 
-// waitFor returns how long until a bucket holding tokens has one,
-// at least 1ns.
+// waitFor returns how long until a bucket holding tokens has one, at
+// least 1ns. It rounds to the nearest nanosecond: rate.Limiter allows an
+// event when less than 1ns of refill is missing, so the event is allowed
+// at now+waitFor, and exact values (500ms) stay exact despite float error.
 func (c *bucketsConfig) waitFor(tokens float64) time.Duration {
-	return max(durationCeil((1-tokens)/float64(c.rate)), 1)
+	ns := math.Round((1 - tokens) / float64(c.rate) * 1e9)
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return max(time.Duration(ns), 1)
 }
 
 // Wait blocks until one event for key may happen, consuming its token,
@@ -294,7 +302,7 @@ func (b *Buckets) touch(sh *bucketShard, key string, now time.Time) *bucket {
 		if len(sh.m) >= sh.max {
 			sh.remove(sh.lru.prev) // least recently used
 		}
-		e = &bucket{key: key, lim: rate.NewLimiter(b.cfg.rate, b.cfg.burst)}
+		e = &bucket{key: key, lim: rate.NewLimiter(b.cfg.rate, b.cfg.burst), last: t}
 		sh.m[key] = e
 	}
 	e.last = max(e.last, t)
