@@ -14,17 +14,17 @@ func TestACMEConfig(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		a    certs.ACME
+		a    *certs.ACME
 		want string
 	}{
-		{"no domains", certs.ACME{}, "certs: ACME.Domains: empty"},
-		{"wildcard", certs.ACME{Domains: []string{"*.example.com"}}, "certs: ACME.Domains: \"*.example.com\": wildcards"},
-		{"ip", certs.ACME{Domains: []string{"10.0.0.1"}}, "certs: ACME.Domains: \"10.0.0.1\": IP"},
-		{"single label", certs.ACME{Domains: []string{"localhost"}}, "certs: ACME.Domains: \"localhost\": not a fully"},
-		{"bad label", certs.ACME{Domains: []string{"a_b.example.com"}}, "certs: ACME.Domains: \"a_b.example.com\": invalid DNS label"},
-		{"email", certs.ACME{Domains: []string{"a.example.com"}, Email: "nope"}, "certs: ACME.Email: "},
-		{"directory", certs.ACME{Domains: []string{"a.example.com"}, DirectoryURL: "http://ca.test/dir"}, "certs: ACME.DirectoryURL: "},
-		{"port", certs.ACME{Domains: []string{"a.example.com"}, HTTPSPort: 70000}, "certs: ACME.HTTPSPort: "},
+		{"no domains", &certs.ACME{}, "certs: ACME.Domains: empty"},
+		{"wildcard", &certs.ACME{Domains: []string{"*.example.com"}}, "certs: ACME.Domains: \"*.example.com\": wildcards"},
+		{"ip", &certs.ACME{Domains: []string{"10.0.0.1"}}, "certs: ACME.Domains: \"10.0.0.1\": IP"},
+		{"single label", &certs.ACME{Domains: []string{"localhost"}}, "certs: ACME.Domains: \"localhost\": not a fully"},
+		{"bad label", &certs.ACME{Domains: []string{"a_b.example.com"}}, "certs: ACME.Domains: \"a_b.example.com\": invalid DNS label"},
+		{"email", &certs.ACME{Domains: []string{"a.example.com"}, Email: "nope"}, "certs: ACME.Email: "},
+		{"directory", &certs.ACME{Domains: []string{"a.example.com"}, DirectoryURL: "http://ca.test/dir"}, "certs: ACME.DirectoryURL: "},
+		{"port", &certs.ACME{Domains: []string{"a.example.com"}, HTTPSPort: 70000}, "certs: ACME.HTTPSPort: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -100,4 +100,3 @@ func TestTLSConfig(t *testing.T) {
 		}
 	}
 }
-
