@@ -1,0 +1,179 @@
+// Command basic serves wss:// and https:// in front of a node's plain
+// ws:// JSON-RPC port:
+//
+//	go run ./examples/basic
+//
+// With no flags it listens on :8443, proxies to ws://127.0.0.1:9944, and
+// serves a self-signed certificate for localhost, 127.0.0.1 and ::1, kept
+// in ./wssgate-cert so its fingerprint survives restarts. It logs the URL
+// and the certificate's SHA-256 fingerprint. SIGINT or SIGTERM shut it
+// down gracefully (clients get 1001); SIGHUP reloads -cert and -key.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wssgate/wssgate/certs"
+	"github.com/wssgate/wssgate/wssproxy"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "basic:", err)
+		os.Exit(1)
+	}
+}
+
+// config is what the flags set.
+type config struct {
+	listen, upstream string
+	certFile, keyFile string
+	hosts, certDir    string
+	drain             time.Duration
+	verbose           bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("basic", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	fs.StringVar(&c.listen, "listen", ":8443", "address to serve wss:// and https:// on")
+	fs.StringVar(&c.upstream, "upstream", "ws://127.0.0.1:9944", "the node's ws:// or wss:// URL")
+	fs.StringVar(&c.certFile, "cert", "", "PEM certificate chain (with -key) instead of a self-signed one; reloaded on change and SIGHUP")
+	fs.StringVar(&c.keyFile, "key", "", "PEM private key for -cert")
+	fs.StringVar(&c.hosts, "hosts", strings.Join(certs.DefaultSelfSignedHosts, ","), "comma-separated names and IPs for the self-signed certificate")
+	fs.StringVar(&c.certDir, "self-signed-dir", "wssgate-cert", "directory keeping the self-signed pair (empty: in memory, new fingerprint each start)")
+	fs.DurationVar(&c.drain, "drain", 10*time.Second, "how long shutdown waits for connections to close")
+	fs.BoolVar(&c.verbose, "v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, errors.New("-cert and -key go together")
+	}
+	return c, nil
+}
+
+// run serves until ctx ends. ready, if not nil, receives the listening
+// address once it accepts connections.
+func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	src, reload, err := certSource(c, logger)
+	if err != nil {
+		return err
+	}
+	proxy, err := wssproxy.New(c.upstream, &wssproxy.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	srv := wssproxy.NewServer(c.listen, proxy, certs.TLSConfig(src), logger)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	addr := ln.Addr().String()
+	logger.Info("wssgate serving", "wss", "wss://"+displayAddr(addr), "https", "https://"+displayAddr(addr), "upstream", c.upstream)
+	if ready != nil {
+		ready <- addr
+	}
+	return serve(ctx, c, srv, proxy, serveErr, reload, logger)
+}
+
+// serve waits for ctx (then drains), a server error, or SIGHUP (reload).
+func serve(ctx context.Context, c *config, srv *http.Server, proxy *wssproxy.Proxy, serveErr <-chan error, reload func() error, logger *slog.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case err := <-serveErr:
+			proxy.Close()
+			return err
+		case <-hup:
+			if reload != nil {
+				if err := reload(); err != nil {
+					logger.Error("certificate reload failed; keeping the old one", "error", err)
+				}
+			}
+		case <-ctx.Done():
+			logger.Info("shutting down", "drain", c.drain)
+			sctx, cancel := context.WithTimeout(context.Background(), c.drain)
+			defer cancel()
+			err := errors.Join(srv.Shutdown(sctx), proxy.Shutdown(sctx))
+			if errors.Is(err, context.DeadlineExceeded) {
+				logger.Warn("drain timed out; remaining connections dropped")
+				err = nil
+			}
+			return err
+		}
+	}
+}
+
+// certSource builds the certificate source from the flags, and a reload
+// function for SIGHUP (nil when there is nothing to reload).
+func certSource(c *config, logger *slog.Logger) (certs.Source, func() error, error) {
+	if c.certFile != "" {
+		f, err := certs.NewFile(c.certFile, c.keyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		f.Logger = logger
+		return f, f.Reload, nil
+	}
+	var hosts []string
+	for h := range strings.SplitSeq(c.hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	s := &certs.SelfSigned{Hosts: hosts, Dir: c.certDir, Logger: logger}
+	if err := s.Init(); err != nil {
+		return nil, nil, err
+	}
+	attrs := []any{"sha256", s.Fingerprint(), "hosts", strings.Join(hosts, ",")}
+	if c.certDir != "" {
+		attrs = append(attrs, "trust", c.certDir+"/cert.pem")
+	}
+	logger.Info("self-signed certificate", attrs...)
+	return s, nil, nil
+}
+
+// displayAddr turns a listen address into one a local client can dial.
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

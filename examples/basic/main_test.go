@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/internal/rpctest"
+)
+
+// gateway runs the example's run() on a free port in front of node and
+// returns its address, the client TLS config trusting its self-signed
+// certificate, and a stop function that returns run's error.
+func gateway(t *testing.T, node *rpctest.Node, extra ...string) (string, *tls.Config, func() error) {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	args := append([]string{"-listen", "127.0.0.1:0", "-upstream", node.URL(), "-self-signed-dir", dir}, extra...)
+	var logs syncBuffer
+	go func() { done <- run(ctx, args, &logs, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway did not start")
+	}
+	pem, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	stopped := false
+	stop := func() error {
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return errors.New("run did not return after cancel")
+		}
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			stop()
+		}
+		if t.Failed() {
+			t.Logf("gateway logs:\n%s", logs.String())
+		}
+	})
+	if !strings.Contains(logs.String(), "sha256=") {
+		t.Errorf("start-up logs do not show the certificate fingerprint:\n%s", logs.String())
+	}
+	return addr, &tls.Config{RootCAs: pool}, stop
+}
+
+// TestBasic is the issue's acceptance check: a wss client trusting the
+// printed certificate sends requests and receives subscriptions, an HTTPS
+// POST is answered, and a shutdown sends the client 1001.
+func TestBasic(t *testing.T) {
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	addr, tlsConf, stop := gateway(t, node)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	c, _, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	call(t, ctx, c, `{"id":1,"jsonrpc":"2.0","method":"system_chain","params":[]}`, `"result"`)
+	call(t, ctx, c, `{"id":2,"jsonrpc":"2.0","method":"chain_subscribeNewHeads","params":[]}`, `"result"`)
+	node.Advance()
+	_, msg, err := c.Read(ctx)
+	if err != nil || !bytes.Contains(msg, []byte(`"method":"chain_newHead"`)) {
+		t.Fatalf("subscription: %s %v", msg, err)
+	}
+
+	resp, err := client.Post("https://"+addr+"/", "application/json",
+		strings.NewReader(`{"id":3,"jsonrpc":"2.0","method":"system_health","params":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"peers"`)) {
+		t.Errorf("HTTPS POST: %d %s", resp.StatusCode, body)
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- stop() }()
+	for err == nil { // skip notifications still in flight
+		_, _, err = c.Read(ctx)
+	}
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("client saw %v on shutdown, want 1001", err)
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("run returned %v after shutdown", err)
+	}
+}
+
+func call(t *testing.T, ctx context.Context, c *websocket.Conn, req, want string) []byte {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	_, msg, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(msg, &v); err != nil || !bytes.Contains(msg, []byte(want)) {
+		t.Fatalf("reply to %s: %s (want %s)", req, msg, want)
+	}
+	return msg
+}
+
+func TestFlagErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-cert", "x.pem"}, {"extra"}, {"-upstream", "ftp://x"}} {
+		var out bytes.Buffer
+		err := run(context.Background(), append(args, "-self-signed-dir", ""), &out, nil)
+		if err == nil {
+			t.Errorf("run(%q) = nil, want an error", args)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
