@@ -63,6 +63,15 @@ func (n *Node) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &wsConn{n: n, ws: ws, out: make(chan []byte, outQueue), cancel: cancel, subs: map[string]*sub{}}
 
 	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		if n.killCtx.Err() != nil {
+			ws.CloseNow()
+		} else {
+			ws.Close(websocket.StatusGoingAway, "node shutting down")
+		}
+		return
+	}
 	n.conns[c] = struct{}{}
 	n.mu.Unlock()
 	n.logger.Debug("rpctest: ws open", "client", r.RemoteAddr)

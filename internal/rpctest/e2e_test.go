@@ -2,8 +2,19 @@ package rpctest_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -116,4 +127,86 @@ func blockHash(t *testing.T, n *rpctest.Node, num int) string {
 	t.Helper()
 	c := dial(t, n)
 	return unmarshal[string](t, c.call("chain_getBlockHash", num))
+}
+
+// TestTLS runs both clients against the node serving a self-signed
+// certificate, trusted through NODE_EXTRA_CA_CERTS and SPKI: the setup a
+// gateway test needs.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	rpctest.RequireChromium(t)
+	cert, pemFile := selfSigned(t)
+	n := start(t, &rpctest.Options{
+		BlockInterval: 200 * time.Millisecond,
+		TLSConfig:     &tls.Config{Certificates: []tls.Certificate{cert}},
+	})
+	if !strings.HasPrefix(n.URL(), "wss://") {
+		t.Fatalf("URL = %s", n.URL())
+	}
+	t.Run("polkadot.js", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		defer cancel()
+		res, err := rpctest.RunPolkadot(ctx, n.URL(), "HEADS=1", "NODE_EXTRA_CA_CERTS="+pemFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Chain != "Development" || len(res.Heads) != 1 {
+			t.Errorf("chain %q, heads %v", res.Chain, res.Heads)
+		}
+	})
+	t.Run("browser", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		defer cancel()
+		res, err := rpctest.RunBrowser(ctx, n.URL(), "HEADS=1", "SPKI="+rpctest.SPKI(cert.Leaf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Heads) != 1 {
+			t.Errorf("heads %v", res.Heads)
+		}
+	})
+	t.Run("browser without trust", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		defer cancel()
+		_, err := rpctest.RunBrowser(ctx, n.URL(), "HEADS=1")
+		if err == nil || !strings.Contains(err.Error(), "WebSocket to "+n.URL()+" failed") {
+			t.Errorf("without SPKI: err = %v, want the WebSocket to fail", err)
+		}
+	})
+}
+
+// selfSigned makes a P-256 certificate for 127.0.0.1 and writes its PEM.
+func selfSigned(t *testing.T) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "rpctest"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, file
 }

@@ -15,7 +15,7 @@ func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !n.track() {
 		panic(http.ErrAbortHandler)
 	}
-	defer n.wg.Done()
+	defer n.handlers.Done()
 	if !n.waitStall(r.Context()) {
 		panic(http.ErrAbortHandler) // drop the connection, as a stopped node would
 	}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,6 +78,13 @@ func missing(t testing.TB, what string, err error) {
 		t.Fatalf("%s: %v", what, err)
 	}
 	t.Skipf("%s: %v; set WSSGATE_E2E=1 to make this a failure", what, err)
+}
+
+// SPKI returns the base64 SHA-256 of cert's public key, the value that
+// browser.mjs takes in SPKI to trust a self-signed certificate.
+func SPKI(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // PolkadotResult is the output of e2e/polkadot.mjs.

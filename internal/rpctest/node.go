@@ -59,15 +59,16 @@ type Health struct {
 // one port, with real runtime metadata so that @polkadot/api can connect.
 // Create it with [Start]; stop it with [Node.Close] or [Node.Kill].
 type Node struct {
-	opts    Options
-	static  *static
-	ln      *trackingListener
-	srv     *http.Server
-	scheme  string
-	logger  *slog.Logger
-	killCtx context.Context // canceled when the node stops
-	kill    context.CancelFunc
-	wg      sync.WaitGroup // ticker, serve loop and every handler
+	opts     Options
+	static   *static
+	ln       *trackingListener
+	srv      *http.Server
+	scheme   string
+	logger   *slog.Logger
+	killCtx  context.Context // canceled when the node stops
+	kill     context.CancelFunc
+	wg       sync.WaitGroup // ticker and serve loop
+	handlers sync.WaitGroup // every HTTP handler, WebSockets included
 
 	mu      sync.Mutex
 	closed  bool
@@ -311,14 +312,14 @@ func (n *Node) waitStall(ctx context.Context) bool {
 	return !n.closed
 }
 
-// track counts a handler in n.wg unless the node is stopping.
+// track counts a handler in n.handlers unless the node is stopping.
 func (n *Node) track() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return false
 	}
-	n.wg.Add(1)
+	n.handlers.Add(1)
 	return true
 }
 
@@ -332,36 +333,48 @@ func (n *Node) Kill() {
 	n.kill()
 	n.ln.closeAll()
 	n.srv.Close()
+	n.handlers.Wait()
 	n.wg.Wait()
 }
 
 // Close stops the node gracefully: it stops accepting, sends close frames
 // with status 1001 (going away) on every WebSocket and waits for the
-// clients' replies (up to 5 seconds each), then shuts the HTTP server down.
-// A second Close returns net.ErrClosed.
+// clients' replies and the HTTP requests in flight, up to 5 seconds in
+// all, then cuts what is left. A second Close returns net.ErrClosed.
 func (n *Node) Close() error {
 	if !n.markClosed() {
 		return net.ErrClosed
 	}
-	n.ln.Listener.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	n.mu.Lock()
 	conns := make([]*wsConn, 0, len(n.conns))
 	for c := range n.conns {
 		conns = append(conns, c)
 	}
 	n.mu.Unlock()
-	var wg sync.WaitGroup
+	var closing sync.WaitGroup
 	for _, c := range conns {
-		wg.Go(func() { c.ws.Close(websocketGoingAway, "node shutting down") })
+		closing.Go(func() { c.ws.Close(websocketGoingAway, "node shutting down") })
 	}
-	wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	// A handshake that completed before markClosed but registers after it
+	// closes itself the same way (see serveWS).
 	err := n.srv.Shutdown(ctx)
+	handlersDone := make(chan struct{})
+	go func() {
+		n.handlers.Wait()
+		close(handlersDone)
+	}()
+	select {
+	case <-handlersDone:
+	case <-ctx.Done():
+	}
 	n.kill()
 	n.ln.closeAll()
+	<-handlersDone
+	closing.Wait()
 	n.wg.Wait()
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("rpctest: close: %w", err)
 	}
 	return nil
