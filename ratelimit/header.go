@@ -10,12 +10,33 @@ import (
 // right-to-left walk of trust. The parsers never fail: anything they
 // cannot read becomes such a hop.
 
+// maxHops is how many hops, counted from the right, a header walk can
+// see. Real proxy chains are a few hops long; the bound keeps a huge
+// header from costing memory.
+const maxHops = 64
+
+// hops keeps the right-most maxHops hops appended to it, in a ring.
+type hops struct {
+	ring [maxHops]netip.Addr
+	n    int // hops appended in all
+}
+
+func (h *hops) add(a netip.Addr) {
+	h.ring[h.n%maxHops] = a
+	h.n++
+}
+
+// len returns how many hops are kept.
+func (h *hops) len() int { return min(h.n, maxHops) }
+
+// fromRight returns the i-th kept hop from the right, i < h.len().
+func (h *hops) fromRight(i int) netip.Addr { return h.ring[(h.n-1-i)%maxHops] }
+
 // parseXFF parses X-Forwarded-For style lines: comma-separated
 // addresses, each optionally with a port ("1.2.3.4:5678",
 // "[2001:db8::1]:80"). Empty list elements are skipped, as RFC 9110
 // list syntax allows.
-func parseXFF(lines []string) []netip.Addr {
-	var hops []netip.Addr
+func parseXFF(h *hops, lines []string) {
 	for _, line := range lines {
 		for elem := range strings.SplitSeq(line, ",") {
 			elem = trimOWS(elem)
@@ -23,10 +44,9 @@ func parseXFF(lines []string) []netip.Addr {
 				continue
 			}
 			a, _ := parseNode(elem)
-			hops = append(hops, a)
+			h.add(a)
 		}
 	}
-	return hops
 }
 
 // parseForwarded parses RFC 7239 Forwarded lines into one hop per
@@ -35,19 +55,17 @@ func parseXFF(lines []string) []netip.Addr {
 // "_hidden") or a syntax error is an invalid hop. Parameter names are
 // case-insensitive. Each line is parsed on its own, so an unterminated
 // quoted-string spoils at most the rest of its line.
-func parseForwarded(lines []string) []netip.Addr {
-	var hops []netip.Addr
+func parseForwarded(h *hops, lines []string) {
 	for _, line := range lines {
 		for i := 0; i < len(line); {
 			var hop netip.Addr
 			var empty bool
 			hop, empty, i = parseElement(line, i)
 			if !empty {
-				hops = append(hops, hop)
+				h.add(hop)
 			}
 		}
 	}
-	return hops
 }
 
 // parseElement parses the forwarded-element that starts at s[i] and
@@ -118,6 +136,9 @@ func parseElement(s string, i int) (hop netip.Addr, empty bool, next int) {
 // so that unquoted IPv6 nodes are read too).
 func parseValue(s string, i int) (value string, next int, ok bool) {
 	if i < len(s) && s[i] == '"' {
+		if end := strings.IndexAny(s[i+1:], `"\`); end >= 0 && s[i+1+end] == '"' {
+			return s[i+1 : i+1+end], i + end + 2, true // no escapes: no copy
+		}
 		var b strings.Builder
 		for i++; i < len(s); i++ {
 			switch c := s[i]; c {

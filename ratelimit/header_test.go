@@ -97,7 +97,7 @@ func addrsIn(lines []string) map[netip.Addr]bool {
 
 func TestParseXFF(t *testing.T) {
 	t.Parallel()
-	got := parseXFF([]string{" 1.2.3.4:80 , [::1]:8", "x,,", ""})
+	got := parseList(parseXFF, []string{" 1.2.3.4:80 , [::1]:8", "x,,", ""})
 	want := []netip.Addr{netip.MustParseAddr("1.2.3.4"), netip.MustParseAddr("::1"), {}}
 	if len(got) != len(want) {
 		t.Fatalf("parseXFF = %v, want %v", got, want)
@@ -111,7 +111,7 @@ func TestParseXFF(t *testing.T) {
 
 func TestParseForwarded(t *testing.T) {
 	t.Parallel()
-	got := parseForwarded([]string{`for=1.2.3.4;proto=http, , for="[::1]:8" ,for=_x;by=y`, `;;`, `x=1, for=2.3.4.5`, `for=1.1.1.1 junk, FOR=3.3.3.3`})
+	got := parseList(parseForwarded, []string{`for=1.2.3.4;proto=http, , for="[::1]:8" ,for=_x;by=y`, `;;`, `x=1, for=2.3.4.5`, `for=1.1.1.1 junk, FOR=3.3.3.3`})
 	want := []netip.Addr{
 		netip.MustParseAddr("1.2.3.4"), netip.MustParseAddr("::1"), {},
 		{}, netip.MustParseAddr("2.3.4.5"),
@@ -124,5 +124,37 @@ func TestParseForwarded(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("hop %d = %v, want %v", i, got[i], want[i])
 		}
+	}
+}
+
+// parseList runs parse on lines and returns the hops, left to right.
+func parseList(parse func(*hops, []string), lines []string) []netip.Addr {
+	var h hops
+	parse(&h, lines)
+	out := make([]netip.Addr, h.len())
+	for i := range out {
+		out[len(out)-1-i] = h.fromRight(i)
+	}
+	return out
+}
+
+func TestHopsBound(t *testing.T) {
+	t.Parallel()
+	chain := func(trustedRight int) string { // a client, then trusted hops
+		return strings.Repeat("6.6.6.6, ", 1000) + "198.51.100.9, " + strings.Repeat("10.0.0.8, ", trustedRight-1) + "10.0.0.7"
+	}
+	k := &Keyer{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tt := range []struct{ name, xff, want string }{
+		{"client 64th from the right is found", chain(63), "198.51.100.9"},
+		{"client 65th from the right is not", chain(64), "10.0.0.8"},
+		{"all trusted stops at the 64th", strings.Repeat("10.0.0.9, ", 1000) + strings.Repeat("10.0.0.8, ", 63) + "10.0.0.7", "10.0.0.8"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := k.Key(newRequest("10.0.0.1:1", http.Header{"X-Forwarded-For": {tt.xff}}))
+			if got != tt.want {
+				t.Errorf("Key = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -153,6 +153,8 @@ func (k *Keyer) keyOf(a netip.Addr) string {
 // RFC 7239 "unknown" or "_obfuscated" identifier, a Forwarded element
 // without for=) ends the walk: the trusted hop that reported it, or the
 // peer, is the client, since nothing further left can be believed.
+// At most the 64 right-most hops are looked at; if all are trusted, the
+// 64th counts as the left-most.
 //
 // The result is never zoned and never an IPv4-mapped IPv6 address. The
 // error is non-nil only if r.RemoteAddr cannot be parsed.
@@ -169,25 +171,26 @@ func (k *Keyer) ClientAddr(r *http.Request) (netip.Addr, error) {
 		name = defaultHeader
 	}
 	values := r.Header.Values(name)
-	var hops []netip.Addr
+	var h hops
 	if strings.EqualFold(name, "Forwarded") {
-		hops = parseForwarded(values)
+		parseForwarded(&h, values)
 	} else {
-		hops = parseXFF(values)
+		parseXFF(&h, values)
 	}
-	return walkHops(peer, hops, k.trusted), nil
+	return k.walk(peer, &h), nil
 }
 
-// walkHops returns the right-most untrusted hop, stopping at the first
+// walk returns the right-most untrusted hop, stopping at the first
 // invalid hop; see ClientAddr.
-func walkHops(peer netip.Addr, hops []netip.Addr, trusted func(netip.Addr) bool) netip.Addr {
+func (k *Keyer) walk(peer netip.Addr, h *hops) netip.Addr {
 	client := peer
-	for i := len(hops) - 1; i >= 0; i-- {
-		if !hops[i].IsValid() {
+	for i := range h.len() {
+		a := h.fromRight(i)
+		if !a.IsValid() {
 			break
 		}
-		client = hops[i]
-		if !trusted(client) {
+		client = a
+		if !k.trusted(client) {
 			break
 		}
 	}
