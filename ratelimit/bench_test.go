@@ -23,20 +23,25 @@ func BenchmarkBucketsAllow(b *testing.B) {
 
 // BenchmarkBucketsAllowParallel shows that goroutines working on
 // different keys do not serialise on one lock.
+// Compare shards=1 (one mutex) with the default at -cpu 1,2.
 func BenchmarkBucketsAllowParallel(b *testing.B) {
-	bk := NewBuckets(1e9, 1e9)
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = "key" + strconv.Itoa(i)
 	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			bk.Allow(keys[i%len(keys)])
-			i += 7
-		}
-	})
+	for _, n := range []int{1, 64} {
+		b.Run("shards="+strconv.Itoa(n), func(b *testing.B) {
+			bk := &Buckets{Rate: 1e9, Burst: 1e9, nshards: n}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					bk.Allow(keys[i%len(keys)])
+					i += 7
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkBucketsDistinctKeys gives every op a key never seen before,
