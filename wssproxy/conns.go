@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -13,8 +12,8 @@ import (
 
 // newConn registers a connection for r, or returns nil once the proxy is
 // shutting down.
-func (p *Proxy) newConn(r *http.Request) *proxyConn {
-	pc := &proxyConn{p: p, client: peerAddr(r), start: time.Now()}
+func (p *Proxy) newConn(r *http.Request, key string) *proxyConn {
+	pc := &proxyConn{p: p, key: key, start: time.Now(), sess: p.newSession(key)}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
@@ -115,9 +114,13 @@ func (p *Proxy) Conns() int {
 
 // proxyConn is one client connection spliced to one node connection.
 type proxyConn struct {
-	p      *Proxy
-	client netip.Addr
-	start  time.Time
+	p     *Proxy
+	key   string // the client, as Options.Key names it
+	start time.Time
+	sess  *session // nil when messages need no inspection
+
+	ctx    context.Context // ends when the connection does; for waits only
+	cancel context.CancelFunc
 
 	// set by run before the copiers start
 	cc, nc *websocket.Conn // client and node
@@ -127,7 +130,8 @@ type proxyConn struct {
 	toClient sync.Mutex
 	draining bool // guarded by toClient
 
-	stats [2]dirStats // indexed by direction
+	stats    [2]dirStats // indexed by direction
+	reported [2][2]int64 // msgs and bytes already passed to Metrics
 
 	endOnce sync.Once
 	end     closeInfo // set in endOnce

@@ -1,6 +1,7 @@
 package wssproxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,7 +10,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"time"
+
+	"github.com/wssgate/wssgate/internal/jsonrpc"
 )
 
 // transport is shared by the WebSocket dialer and the HTTP forwarder, so
@@ -56,20 +60,113 @@ func (p *Proxy) reverseProxy(tr http.RoundTripper) *httputil.ReverseProxy {
 				pr.Out.Header[k] = append([]string(nil), v...)
 			}
 		},
-		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
-		ErrorHandler: p.httpError,
+		ModifyResponse: mergeReply,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		ErrorHandler:   p.httpError,
 	}
 }
 
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.allowRequest(w, r, p.opts.Key(r)) {
+		return
+	}
 	if r.ContentLength > p.opts.MaxBodyBytes {
-		p.refuse(w, r, http.StatusRequestEntityTooLarge, reasonBodyTooLarge, "request body too large")
+		p.refuse(w, r, http.StatusRequestEntityTooLarge, RefusalBodyTooLarge, "request body too large")
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
 	}
+	if r.Method == http.MethodPost && !p.opts.Policy.allowsAll() {
+		p.serveRPCPost(w, r)
+		return
+	}
 	p.http.ServeHTTP(w, r)
+}
+
+// mergeKey carries, in a forwarded request's context, the JSON-RPC errors
+// to merge into the node's batch reply.
+type mergeKey struct{}
+
+// serveRPCPost applies the method policy to a JSON-RPC POST: refused calls
+// are answered by the gateway, the rest forwarded, and for a batch the
+// node's reply gets the refusals merged in.
+func (p *Proxy) serveRPCPost(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		p.httpError(w, r, err)
+		return
+	}
+	calls, batch, err := jsonrpc.Parse(body, maxBatch, nil)
+	var errs, keep [][]byte
+	var out []byte
+	if err != nil {
+		var je *jsonrpc.Error
+		errors.As(err, &je)
+		p.writeRPC(w, jsonrpc.AppendError(nil, nil, je.Code, je.Reason, ""))
+		return
+	}
+	for i := range calls {
+		start := len(out)
+		var denied bool
+		if out, denied = p.checkPolicy(out, &calls[i]); denied {
+			errs = append(errs, out[start:])
+		} else {
+			keep = append(keep, body[calls[i].Start:calls[i].End])
+		}
+	}
+	switch {
+	case len(errs) == 0:
+	case !batch:
+		p.writeRPC(w, errs[0])
+		return
+	case len(keep) == 0:
+		p.writeRPC(w, jsonrpc.AppendBatch(nil, errs...))
+		return
+	default:
+		body = jsonrpc.AppendBatch(nil, keep...)
+		r = r.WithContext(context.WithValue(r.Context(), mergeKey{}, joinComma(errs)))
+		r.Header.Del("Accept-Encoding") // the reply is edited: get it uncompressed
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	p.http.ServeHTTP(w, r)
+}
+
+// writeRPC answers a JSON-RPC POST from the gateway itself, as the node
+// would: 200 with the JSON body.
+func (p *Proxy) writeRPC(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+// mergeReply appends the gateway's refusals to the node's batch reply.
+// If the node answered something else (an error status, or not an
+// array), the refusals are sent alone instead.
+func mergeReply(resp *http.Response) error {
+	merge, _ := resp.Request.Context().Value(mergeKey{}).([]byte)
+	if merge == nil {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	end := bytes.LastIndexByte(body, ']')
+	if resp.StatusCode != http.StatusOK || end < 0 || jsonrpc.TrimSpace(body)[0] != '[' {
+		body = append(append([]byte{'['}, merge...), ']')
+		resp.StatusCode, resp.Status = http.StatusOK, "200 OK"
+	} else {
+		body = append(append(append(body[:end:end], ','), merge...), ']')
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.Header.Del("Content-Encoding")
+	return nil
 }
 
 // httpError answers a request the node could not serve.
@@ -77,16 +174,16 @@ func (p *Proxy) httpError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		p.refuse(w, r, http.StatusRequestEntityTooLarge, reasonBodyTooLarge, "request body too large")
+		p.refuse(w, r, http.StatusRequestEntityTooLarge, RefusalBodyTooLarge, "request body too large")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; there is no one to answer.
 		w.WriteHeader(499)
 	case isTimeout(err):
-		p.refuse(w, r, http.StatusGatewayTimeout, reasonNodeTimeout, "node did not answer in time")
+		p.refuse(w, r, http.StatusGatewayTimeout, RefusalNodeTimeout, "node did not answer in time")
 	default:
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node request failed",
 			slog.String("upstream", p.upstream.Host), slog.String("error", err.Error()))
-		p.refuse(w, r, http.StatusBadGateway, reasonNodeDown, "node unavailable: "+dialCause(err))
+		p.refuse(w, r, http.StatusBadGateway, RefusalNodeDown, "node unavailable: "+dialCause(err))
 	}
 }
 

@@ -66,6 +66,7 @@ func (k *keepalive) fire() {
 	now := time.Now()
 	elapsed := now.Sub(k.last)
 	k.last = now
+	k.pc.reportTraffic()
 	if err := k.check(elapsed); err != nil {
 		k.pc.finish(err)
 		return

@@ -14,7 +14,7 @@ func (pc *proxyConn) logClose() {
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
-		slog.String("client", pc.client.String()),
+		slog.String("client", pc.key),
 		slog.String("upstream", pc.p.upstream.Host),
 		slog.Duration("duration", time.Since(pc.start)),
 		slog.String("closed_by", ci.by.String()),

@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"path"
 	"time"
+
+	"github.com/wssgate/wssgate/ratelimit"
+	"golang.org/x/time/rate"
 )
 
 // Defaults applied by [New] to zero fields of [Options].
@@ -107,6 +110,69 @@ type Options struct {
 	// Logger receives the proxy's structured logs.
 	// If nil, slog.Default().
 	Logger *slog.Logger
+
+	// Metrics receives counts of handshakes, connections, traffic and
+	// refusals. If nil, nothing is counted. See [NewCounters].
+	Metrics Metrics
+
+	// Policy decides which JSON-RPC methods clients may call, over
+	// WebSocket (each message, and each element of a batch) and HTTP POST.
+	// A refused call is answered with a JSON-RPC error naming the method
+	// and never reaches the node.
+	// If nil, DefaultPolicy(): the node's unsafe methods are refused. Use
+	// AllowAll() to turn inspection off (a pure splice, e.g. for a libp2p
+	// bootnode); that exposes a node's unsafe methods if it serves them.
+	Policy *Policy
+
+	// Key identifies the client for per-client limits and logs.
+	// If nil, the peer address (IPv6 grouped by /64), or the address
+	// trusted proxies report (see TrustedProxies).
+	Key ratelimit.KeyFunc
+
+	// RequestLimit limits WebSocket handshakes and plain HTTP requests
+	// per client key; a refused one gets 429 with Retry-After.
+	// If nil, no limit. The nginx recipe's limit_req rate=2r/s burst=5 is
+	// ratelimit.NewBuckets(2, 5).
+	RequestLimit ratelimit.Limiter
+
+	// ConnLimit caps open WebSocket connections per client key and in
+	// total; a refused handshake gets 429 (per client) or 503 (total)
+	// before the node is dialed. If nil, no cap. Apache's
+	// QS_SrvMaxConnPerIP 50 is &ratelimit.Conns{PerKey: 50}.
+	ConnLimit ratelimit.ConnLimiter
+
+	// MessageRate limits JSON-RPC calls per second on one connection,
+	// with bursts of MessageBurst. A call over the limit is answered with
+	// a JSON-RPC error (code -32005, "limit exceeded") carrying its id and
+	// saying when to retry, and never reaches the node; an over-limit
+	// notification is dropped. Each element of a batch counts as a call.
+	// If zero, no per-connection limit.
+	MessageRate rate.Limit
+
+	// MessageBurst is the per-connection burst for MessageRate.
+	// If zero, one second's worth of MessageRate (at least 1).
+	MessageBurst int
+
+	// ClientMessageLimit limits JSON-RPC calls per client key across all
+	// of its connections, answered like MessageRate. If nil, no limit.
+	ClientMessageLimit ratelimit.Limiter
+
+	// MessageLimitDelay, if positive, makes a call over a message limit
+	// wait up to this long for its turn instead of being refused; the
+	// client's other messages wait behind it. If zero, over-limit calls
+	// are refused at once.
+	MessageLimitDelay time.Duration
+
+	// MaxRefusedCalls closes a client with 1008 (policy violation) once
+	// more than this many of its calls in a row were refused for rate: it
+	// is flooding, not bursting. If zero, 1000. Negative: never.
+	MaxRefusedCalls int
+
+	// MaxSubscriptions caps open subscriptions per connection, counted
+	// from *_subscribe* (and submitAndWatch, follow) calls and their
+	// replies; one over the cap is answered with a -32005 error.
+	// If zero, no cap (a Substrate node's own is 1024).
+	MaxSubscriptions int
 }
 
 // withDefaults validates o and returns a copy with defaults applied.
@@ -161,6 +227,35 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = nopMetrics{}
+	}
+	if c.Policy == nil {
+		c.Policy = DefaultPolicy()
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return c, err
+	}
+	if c.Key == nil {
+		k := &ratelimit.Keyer{TrustedProxies: c.TrustedProxies}
+		c.Key = k.Key
+	}
+	switch {
+	case c.MessageRate < 0:
+		return c, fmt.Errorf("wssproxy: Options.MessageRate is %v; it must not be negative", c.MessageRate)
+	case c.MessageBurst < 0:
+		return c, fmt.Errorf("wssproxy: Options.MessageBurst is %d; it must not be negative", c.MessageBurst)
+	case c.MaxSubscriptions < 0:
+		return c, fmt.Errorf("wssproxy: Options.MaxSubscriptions is %d; it must not be negative", c.MaxSubscriptions)
+	case c.MessageLimitDelay < 0:
+		return c, fmt.Errorf("wssproxy: Options.MessageLimitDelay is %v; it must not be negative", c.MessageLimitDelay)
+	}
+	if c.MessageRate > 0 && c.MessageBurst == 0 {
+		c.MessageBurst = max(1, int(c.MessageRate))
+	}
+	if c.MaxRefusedCalls == 0 {
+		c.MaxRefusedCalls = 1000
 	}
 	return c, nil
 }

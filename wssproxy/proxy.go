@@ -23,6 +23,7 @@ import (
 type Proxy struct {
 	opts     Options
 	log      *slog.Logger
+	metrics  Metrics
 	upstream *url.URL // ws:// or wss://
 	dial     *http.Client
 	http     *httputil.ReverseProxy
@@ -49,6 +50,7 @@ func New(upstream string, opts *Options) (*Proxy, error) {
 	p := &Proxy{
 		opts:     o,
 		log:      o.Logger,
+		metrics:  o.Metrics,
 		upstream: u,
 		conns:    make(map[*proxyConn]struct{}),
 		draining: make(chan struct{}),
@@ -90,7 +92,7 @@ func (p *Proxy) Upstream() string { return p.upstream.String() }
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if hasToken(r.Header, "Connection", "upgrade") {
 		if !hasToken(r.Header, "Upgrade", "websocket") {
-			p.refuse(w, r, http.StatusBadRequest, reasonBadHandshake, "only WebSocket upgrades are supported")
+			p.refuse(w, r, http.StatusBadRequest, RefusalBadHandshake, "only WebSocket upgrades are supported")
 			return
 		}
 		p.serveWebSocket(w, r)
@@ -101,11 +103,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse answers a request the gateway will not serve, with a plain-text
 // reason, and logs it.
-func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reason refusal, detail string) {
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, detail string) {
+	p.opts.Metrics.Refused(reason)
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "wssproxy: refused",
 		slog.String("client", peerAddr(r).String()),
 		slog.Int("status", status),
-		slog.String("reason", string(reason)),
+		slog.String("reason", reason),
 		slog.String("detail", detail))
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -113,20 +116,6 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reaso
 	w.WriteHeader(status)
 	fmt.Fprintf(w, "wssgate: %s\n", detail)
 }
-
-// refusal names why a request was refused, for logs and metrics.
-type refusal string
-
-const (
-	reasonBadHandshake   refusal = "bad_handshake"
-	reasonOrigin         refusal = "origin"
-	reasonShuttingDown   refusal = "shutting_down"
-	reasonNodeDown       refusal = "node_unavailable"
-	reasonNodeTimeout    refusal = "node_timeout"
-	reasonNodeRefused    refusal = "node_refused"
-	reasonBodyTooLarge   refusal = "body_too_large"
-	reasonMethodNotAllow refusal = "method"
-)
 
 // hasToken reports whether the comma-separated header name contains token,
 // case-insensitively (RFC 9110 section 5.6.1).

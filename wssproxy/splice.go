@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -52,13 +53,16 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // and logs the connection. It runs the node-to-client copier itself and
 // the client-to-node copier in a second goroutine, and waits for both.
 func (pc *proxyConn) run(cc, nc *websocket.Conn) {
+	pc.ctx, pc.cancel = context.WithCancel(context.Background())
+	defer pc.cancel()
 	pc.toClient.Lock()
 	draining := pc.draining
 	pc.cc, pc.nc = cc, nc
 	pc.toClient.Unlock()
+	pc.p.metrics.ConnOpened(pc.p.upstream.Host)
+	defer pc.closed()
 	if draining {
 		pc.finish(&sideError{sideGateway, errShutdown})
-		pc.logClose()
 		return
 	}
 	pc.ka = startKeepalive(pc)
@@ -67,7 +71,32 @@ func (pc *proxyConn) run(cc, nc *websocket.Conn) {
 	pc.finish(pc.copyLoop(toClient)) // the handler goroutine is the second copier
 	pc.finish(<-errc)
 	pc.ka.stop()
+}
+
+// closed reports a finished connection to the logs and metrics.
+func (pc *proxyConn) closed() {
+	pc.reportTraffic()
 	pc.logClose()
+	pc.p.metrics.ConnClosed(pc.p.upstream.Host, ConnEnd{
+		Duration:   time.Since(pc.start),
+		ClosedBy:   pc.end.by.String(),
+		ClientCode: int(pc.end.clientCode),
+	})
+}
+
+// reportTraffic passes the traffic since the last report to Metrics. It
+// runs on keepalive ticks and at the end, never concurrently.
+func (pc *proxyConn) reportTraffic() {
+	for d := range pc.stats {
+		st := &pc.stats[d]
+		msgs, bytes := st.msgs.Load(), st.bytes.Load()
+		dm, db := msgs-pc.reported[d][0], bytes-pc.reported[d][1]
+		if dm == 0 && db == 0 {
+			continue
+		}
+		pc.reported[d] = [2]int64{msgs, bytes}
+		pc.p.metrics.Traffic(pc.p.upstream.Host, direction(d) == toNode, dm, db)
+	}
 }
 
 // copyLoop copies messages in direction dir until an error.
@@ -109,12 +138,57 @@ func (pc *proxyConn) forward(dir direction, typ websocket.MessageType, r io.Read
 	case err != nil:
 		return &sideError{srcSide, err}
 	}
+	if pc.sess != nil && (dir == toNode || pc.sess.waiting.Load() > 0) {
+		// The session must see it whole. ReadLimit bounds it.
+		whole, err := readRest(buf, r)
+		if err != nil {
+			return &sideError{srcSide, err}
+		}
+		return pc.deliver(dir, typ, whole)
+	}
 	return pc.stream(dir, typ, buf, r)
 }
 
-// deliver writes one whole message.
+// readRest returns head followed by the rest of r, in a new buffer.
+func readRest(head []byte, r io.Reader) ([]byte, error) {
+	b := make([]byte, len(head), 4*len(head))
+	copy(b, head)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// deliver writes one whole message, through the session if there is one.
 func (pc *proxyConn) deliver(dir direction, typ websocket.MessageType, msg []byte) error {
-	return pc.write(dir, typ, msg)
+	if pc.sess == nil {
+		return pc.write(dir, typ, msg)
+	}
+	if dir == toClient {
+		return pc.write(dir, typ, pc.sess.nodeMessage(msg))
+	}
+	v := pc.sess.clientMessage(pc.ctx, msg)
+	if v.close != nil {
+		return &sideError{sideClient, v.close}
+	}
+	if v.reply != nil {
+		if err := pc.write(toClient, websocket.MessageText, v.reply); err != nil {
+			return err
+		}
+	}
+	if v.forward != nil {
+		return pc.write(toNode, typ, v.forward)
+	}
+	return nil
 }
 
 // write sends msg as one frame in direction dir.
@@ -212,6 +286,9 @@ type closeInfo struct {
 // code that says what happened.
 func (pc *proxyConn) finish(err error) {
 	pc.endOnce.Do(func() {
+		if pc.cancel != nil {
+			pc.cancel()
+		}
 		pc.end = pc.classify(err)
 		pc.closeSides(pc.end)
 	})

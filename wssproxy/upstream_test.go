@@ -180,7 +180,8 @@ func (n *echoNode) nextClose(t *testing.T) error {
 }
 
 // startProxy serves a Proxy for upstream on a loopback httptest server and
-// returns it with its ws:// URL.
+// returns it with its ws:// URL. Unless opts says otherwise, the proxy is a
+// pure splice (AllowAll policy).
 func startProxy(t *testing.T, upstream string, opts *Options) (*Proxy, string) {
 	t.Helper()
 	if opts == nil {
@@ -188,6 +189,9 @@ func startProxy(t *testing.T, upstream string, opts *Options) (*Proxy, string) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
+	}
+	if opts.Policy == nil {
+		opts.Policy = AllowAll() // splice tests send non-JSON; inspection has its own tests
 	}
 	p, err := New(upstream, opts)
 	if err != nil {

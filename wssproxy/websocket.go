@@ -3,15 +3,19 @@ package wssproxy
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/ratelimit"
 )
 
 // serveWebSocket checks the client's handshake, dials the node, and only
@@ -22,16 +26,36 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		if status == http.StatusUpgradeRequired {
 			w.Header().Set("Sec-WebSocket-Version", "13")
 		}
-		p.refuse(w, r, status, reasonBadHandshake, why)
+		p.refuse(w, r, status, RefusalBadHandshake, why)
 		return
 	}
 	if !p.originAllowed(r) {
-		p.refuse(w, r, http.StatusForbidden, reasonOrigin, fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
+		p.refuse(w, r, http.StatusForbidden, RefusalOrigin, fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")))
 		return
 	}
-	pc := p.newConn(r)
+	key := p.opts.Key(r)
+	if !p.allowRequest(w, r, key) {
+		p.metrics.Handshake(p.upstream.Host, RefusalRate)
+		return
+	}
+	if cl := p.opts.ConnLimit; cl != nil {
+		release, err := cl.Acquire(key)
+		if err != nil {
+			status, reason, why := http.StatusTooManyRequests, RefusalConnsClient, "too many connections from this client"
+			if errors.Is(err, ratelimit.ErrTooMany) {
+				status, reason, why = http.StatusServiceUnavailable, RefusalConnsTotal, "gateway is at its connection limit"
+			}
+			w.Header().Set("Retry-After", "5")
+			p.refuse(w, r, status, reason, why)
+			p.metrics.Handshake(p.upstream.Host, reason)
+			return
+		}
+		defer release()
+	}
+	pc := p.newConn(r, key)
 	if pc == nil {
-		p.refuse(w, r, http.StatusServiceUnavailable, reasonShuttingDown, "gateway is shutting down")
+		p.refuse(w, r, http.StatusServiceUnavailable, RefusalShuttingDown, "gateway is shutting down")
+		p.metrics.Handshake(p.upstream.Host, RefusalShuttingDown)
 		return
 	}
 	defer p.unregister(pc)
@@ -39,9 +63,10 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	node, fail := p.dialNode(r)
 	if fail != nil {
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
-			slog.String("client", pc.client.String()), slog.String("upstream", p.upstream.Host),
+			slog.String("client", key), slog.String("upstream", p.upstream.Host),
 			slog.String("error", fail.cause.Error()))
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
+		p.metrics.Handshake(p.upstream.Host, fail.reason)
 		return
 	}
 	node.SetReadLimit(p.readLimit())
@@ -61,7 +86,25 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client.SetReadLimit(p.readLimit())
+	p.metrics.Handshake(p.upstream.Host, "ok")
 	pc.run(client, node)
+}
+
+// allowRequest applies Options.RequestLimit to a handshake or HTTP
+// request, answering 429 with Retry-After when it is over.
+func (p *Proxy) allowRequest(w http.ResponseWriter, r *http.Request, key string) bool {
+	l := p.opts.RequestLimit
+	if l == nil {
+		return true
+	}
+	ok, retry := l.Allow(key)
+	if ok {
+		return true
+	}
+	secs := int64(math.Ceil(retry.Seconds()))
+	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+	p.refuse(w, r, http.StatusTooManyRequests, RefusalRate, "too many requests: over the per-client rate limit")
+	return false
 }
 
 func (p *Proxy) readLimit() int64 {
@@ -126,7 +169,7 @@ func originHost(pat string) string {
 // msg are for the client (msg names no internal address), cause for logs.
 type dialFailure struct {
 	status int
-	reason refusal
+	reason string
 	msg    string
 	cause  error
 }
@@ -153,6 +196,7 @@ func (p *Proxy) dialNode(r *http.Request) (*websocket.Conn, *dialFailure) {
 		Subprotocols:    subprotocols(r),
 		CompressionMode: websocket.CompressionDisabled,
 	})
+	p.metrics.NodeDial(p.upstream.Host, time.Since(start), err)
 	if err == nil {
 		p.log.LogAttrs(r.Context(), slog.LevelDebug, "wssproxy: node dialed",
 			slog.String("upstream", p.upstream.Host), slog.Duration("latency", time.Since(start)))
@@ -160,13 +204,13 @@ func (p *Proxy) dialNode(r *http.Request) (*websocket.Conn, *dialFailure) {
 	}
 	switch {
 	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
-		return nil, &dialFailure{http.StatusBadGateway, reasonNodeRefused,
+		return nil, &dialFailure{http.StatusBadGateway, RefusalNodeRefused,
 			fmt.Sprintf("node refused the WebSocket handshake (%s)", resp.Status), err}
 	case ctx.Err() != nil && r.Context().Err() == nil, isTimeout(err):
-		return nil, &dialFailure{http.StatusGatewayTimeout, reasonNodeTimeout,
+		return nil, &dialFailure{http.StatusGatewayTimeout, RefusalNodeTimeout,
 			"node did not complete the WebSocket handshake in time", err}
 	default:
-		return nil, &dialFailure{http.StatusBadGateway, reasonNodeDown,
+		return nil, &dialFailure{http.StatusBadGateway, RefusalNodeDown,
 			"node unavailable: " + dialCause(err), err}
 	}
 }
