@@ -91,7 +91,7 @@ func ExampleParseTrusted() {
 }
 
 func ExampleBuckets() {
-	b := ratelimit.NewBuckets(2, 5) // nginx: limit_req rate=2r/s burst=5 nodelay
+	b := ratelimit.NewBuckets(2, 5) // 2 events a second per key, bursts of 5
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	allowed := 0
 	var retry time.Duration
