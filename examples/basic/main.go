@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"github.com/wssgate/wssgate/certs"
+	"github.com/wssgate/wssgate/ratelimit"
 	"github.com/wssgate/wssgate/wssproxy"
+	"golang.org/x/time/rate"
 )
 
 func main() {
@@ -40,12 +42,36 @@ func main() {
 
 // config is what the flags set.
 type config struct {
-	listen, upstream string
+	listen, upstream  string
 	certFile, keyFile string
 	hosts, certDir    string
 	drain             time.Duration
 	verbose           bool
+
+	rate, msgRate                float64
+	burst, msgBurst              int
+	maxConnsPerClient, maxConns  int
+	maxSubs                      int
+	trustedProxies               string
+	allowUnsafe, allowAllMethods bool
+	allowedOrigins               string
 }
+
+// Default limits. The handshake limits are the nginx/Apache recipe's. The
+// message limits are per connection and sized for real clients:
+// @polkadot/api sends about 10 calls while it starts (8 measured, the
+// metadata among them), and wallets fire a few hundred storage queries at
+// once when an account page opens, so the burst is 1,000 and the steady
+// rate 200 calls/s; a client that keeps going past that is refused call by
+// call, and closed with 1008 after 1,000 refusals in a row.
+const (
+	defaultRate     = 2
+	defaultBurst    = 5
+	defaultConns    = 50
+	defaultMsgRate  = 200
+	defaultMsgBurst = 1000
+	defaultMaxSubs  = 1024
+)
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("basic", flag.ContinueOnError)
@@ -59,6 +85,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.certDir, "self-signed-dir", "wssgate-cert", "directory keeping the self-signed pair (empty: in memory, new fingerprint each start)")
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
+	fs.Float64Var(&c.rate, "rate", defaultRate, "handshakes and HTTP requests per second per client (0: no limit)")
+	fs.IntVar(&c.burst, "burst", defaultBurst, "burst for -rate")
+	fs.IntVar(&c.maxConnsPerClient, "max-conns-per-client", defaultConns, "open WebSocket connections per client (0: no limit)")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "open WebSocket connections in total (0: no limit)")
+	fs.Float64Var(&c.msgRate, "msg-rate", defaultMsgRate, "JSON-RPC calls per second per connection (0: no limit)")
+	fs.IntVar(&c.msgBurst, "msg-burst", defaultMsgBurst, "burst for -msg-rate")
+	fs.IntVar(&c.maxSubs, "max-subscriptions", defaultMaxSubs, "subscriptions per connection (0: no limit)")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For is believed")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed (empty: any)")
+	fs.BoolVar(&c.allowAllMethods, "unsafe-allow-all-methods", false, "turn the JSON-RPC method policy off: the node's unsafe methods (author_insertKey, ...) become reachable")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -67,6 +103,15 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if (c.certFile == "") != (c.keyFile == "") {
 		return nil, errors.New("-cert and -key go together")
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"-rate", c.rate}, {"-burst", float64(c.burst)}, {"-max-conns-per-client", float64(c.maxConnsPerClient)},
+		{"-max-conns", float64(c.maxConns)}, {"-msg-rate", c.msgRate}, {"-msg-burst", float64(c.msgBurst)}, {"-max-subscriptions", float64(c.maxSubs)}} {
+		if f.v < 0 {
+			return nil, fmt.Errorf("%s must not be negative", f.name)
+		}
 	}
 	return c, nil
 }
@@ -88,7 +133,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
-	proxy, err := wssproxy.New(c.upstream, &wssproxy.Options{Logger: logger})
+	opts, err := proxyOptions(c, logger)
+	if err != nil {
+		return err
+	}
+	proxy, err := wssproxy.New(c.upstream, opts)
 	if err != nil {
 		return err
 	}
@@ -135,6 +184,35 @@ func serve(ctx context.Context, c *config, srv *http.Server, proxy *wssproxy.Pro
 			return err
 		}
 	}
+}
+
+// proxyOptions maps the flags to wssproxy.Options.
+func proxyOptions(c *config, logger *slog.Logger) (*wssproxy.Options, error) {
+	o := &wssproxy.Options{Logger: logger, MaxSubscriptions: c.maxSubs}
+	if c.trustedProxies != "" {
+		trusted, err := ratelimit.ParseTrusted(c.trustedProxies)
+		if err != nil {
+			return nil, fmt.Errorf("-trusted-proxies: %w", err)
+		}
+		o.TrustedProxies = trusted
+	}
+	if c.allowedOrigins != "" {
+		o.AllowedOrigins = strings.Split(c.allowedOrigins, ",")
+	}
+	if c.allowAllMethods {
+		o.Policy = wssproxy.AllowAll()
+		logger.Warn("JSON-RPC method policy is off: the node's unsafe methods are reachable; start the node with --rpc-methods safe")
+	}
+	if c.rate > 0 {
+		o.RequestLimit = ratelimit.NewBuckets(rate.Limit(c.rate), max(c.burst, 1))
+	}
+	if c.maxConnsPerClient > 0 || c.maxConns > 0 {
+		o.ConnLimit = &ratelimit.Conns{PerKey: c.maxConnsPerClient, Total: c.maxConns}
+	}
+	if c.msgRate > 0 {
+		o.MessageRate, o.MessageBurst = rate.Limit(c.msgRate), c.msgBurst
+	}
+	return o, nil
 }
 
 // certSource builds the certificate source from the flags, and a reload

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wssgate/wssgate/internal/rpctest"
+	"github.com/wssgate/wssgate/wssproxy"
 )
 
 // gateway runs the example's run() on a free port in front of node and
@@ -131,7 +133,7 @@ func call(t *testing.T, ctx context.Context, c *websocket.Conn, req, want string
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v map[string]any
+	var v any
 	if err := json.Unmarshal(msg, &v); err != nil || !bytes.Contains(msg, []byte(want)) {
 		t.Fatalf("reply to %s: %s (want %s)", req, msg, want)
 	}
@@ -164,4 +166,55 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestBasicRefusesUnsafe is the safety issue's acceptance check: the
+// default gateway refuses every method of the preset with a JSON-RPC error,
+// over WebSocket, in a batch and over HTTP POST, and the node sees none.
+func TestBasicRefusesUnsafe(t *testing.T) {
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	addr, tlsConf, _ := gateway(t, node)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+
+	var batch []string
+	for i, m := range wssproxy.UnsafeMethods {
+		req := fmt.Sprintf(`{"id":%d,"jsonrpc":"2.0","method":%q,"params":[]}`, i, m)
+		batch = append(batch, req)
+		reply := call(t, ctx, c, req, `"error"`)
+		if !bytes.Contains(reply, []byte(m)) {
+			t.Errorf("refusal of %s does not name it: %s", m, reply)
+		}
+	}
+	all := "[" + strings.Join(batch, ",") + "]"
+	reply := call(t, ctx, c, all, `"error"`)
+	if n := bytes.Count(reply, []byte(`"code":-32601`)); n != len(batch) {
+		t.Errorf("batch of %d unsafe calls: %d refusals in %s", len(batch), n, reply)
+	}
+	// HTTP POST: the batch and a few singles (the default 2 r/s burst 5
+	// request limit also applies to POSTs).
+	for _, body := range append([]string{all}, batch[:3]...) {
+		resp, err := client.Post("https://"+addr+"/", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"code":-32601`)) {
+			t.Errorf("POST %.60s: %d %s", body, resp.StatusCode, b)
+		}
+	}
+	if seen := node.Seen(); len(seen) != 0 {
+		t.Errorf("node saw %v; want none of the unsafe calls", seen)
+	}
 }
