@@ -72,6 +72,9 @@ func (h *hist) quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}
+	if q >= 1 {
+		return time.Duration(h.max)
+	}
 	rank := uint64(q*float64(h.n) + 0.5)
 	rank = max(rank, 1)
 	var seen uint64
