@@ -57,7 +57,7 @@ func (k *keepalive) stop() {
 	k.timer.Stop()
 	k.mu.Unlock()
 	k.running.Lock() // wait for a tick in progress
-	k.running.Unlock()
+	defer k.running.Unlock()
 }
 
 func (k *keepalive) fire() {

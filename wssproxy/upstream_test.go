@@ -36,7 +36,6 @@ type echoNode struct {
 	mu      sync.Mutex
 	conns   map[*websocket.Conn]bool
 	headers []http.Header
-	closes  []error     // how each connection's read loop ended
 	closed  chan error  // receives each connection's end, buffered
 	accepts chan string // receives the chosen subprotocol per connection
 }

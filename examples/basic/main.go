@@ -48,13 +48,13 @@ type config struct {
 	drain             time.Duration
 	verbose           bool
 
-	rate, msgRate                float64
-	burst, msgBurst              int
-	maxConnsPerClient, maxConns  int
-	maxSubs                      int
-	trustedProxies               string
-	allowUnsafe, allowAllMethods bool
-	allowedOrigins               string
+	rate, msgRate               float64
+	burst, msgBurst             int
+	maxConnsPerClient, maxConns int
+	maxSubs                     int
+	trustedProxies              string
+	allowAllMethods             bool
+	allowedOrigins              string
 }
 
 // Default limits. The handshake limits are the nginx/Apache recipe's. The

@@ -23,10 +23,6 @@ var (
 	runtimeVersionJSON []byte
 )
 
-// metadataVersion is the only metadata version the node serves through
-// Metadata_metadata_at_version.
-const metadataVersion = 15
-
 var loadStatic = sync.OnceValues(func() (*static, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(metadataGz))
 	if err != nil {
