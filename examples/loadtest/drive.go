@@ -53,17 +53,19 @@ type worker struct {
 }
 
 // record counts one message of size bytes, with its latency if lat >= 0.
-func (w *worker) record(lat time.Duration, size int) {
+// It reports whether the message was measured (not warm-up).
+func (w *worker) record(lat time.Duration, size int) bool {
 	w.m.totalMsgs.Add(1)
 	w.m.totalBytes.Add(int64(size))
 	if w.m.phase.Load() != phaseMeasure {
-		return
+		return false
 	}
 	w.msgs++
 	w.bytes += int64(size)
 	if lat >= 0 {
 		w.lat.record(lat)
 	}
+	return true
 }
 
 // done reports whether the worker has measured its -n messages.

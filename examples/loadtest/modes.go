@@ -152,9 +152,7 @@ func runHandshake(ctx context.Context, c *config, d *dialer, stderr io.Writer) (
 				return err
 			}
 			lat := time.Since(t0)
-			if resp.TLS != nil && resp.TLS.DidResume && w.m.phase.Load() == phaseMeasure {
-				myResumed++
-			}
+			didResume := resp.TLS != nil && resp.TLS.DidResume
 			buf, err = roundTrip(ctx, conn, req, 1, buf)
 			if err != nil {
 				conn.CloseNow()
@@ -163,7 +161,9 @@ func runHandshake(ctx context.Context, c *config, d *dialer, stderr io.Writer) (
 			if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil && ctx.Err() == nil {
 				return fmt.Errorf("close: %w", err)
 			}
-			w.record(lat, 0)
+			if w.record(lat, 0) && didResume {
+				myResumed++
+			}
 		}
 		return nil
 	})
