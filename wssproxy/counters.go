@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// PrometheusContentType is the Content-Type of [Counters.ServeHTTP]: the
-// Prometheus text exposition format, version 0.0.4.
-const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+// promContentType is the Prometheus text exposition format 0.0.4.
+const promContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-// DefaultMaxSeries is how many label sets [NewCounters] keeps per metric.
+// DefaultMaxSeries is how many label sets [Counters] keeps per metric if
+// MaxSeries is zero.
 const DefaultMaxSeries = 1000
 
 // OverflowLabel is the value every label of a metric takes once the
@@ -43,7 +43,7 @@ const (
 // Prometheus text ([Counters.ServeHTTP], for /metrics) and expvar
 // ([Counters.Publish]). Its methods are safe for concurrent use; recording
 // an event on a label set seen before takes no lock and does not allocate.
-// Create one with [NewCounters]: the zero value is not usable.
+// The zero value is ready to use and empty, as is [NewCounters]'s result.
 //
 // # Cardinality
 //
@@ -55,8 +55,8 @@ const (
 // every label is [OverflowLabel], so totals stay exact and memory bounded.
 type Counters struct {
 	// MaxSeries caps the label sets kept per metric, the overflow series
-	// included. Set it before first use; NewCounters sets
-	// [DefaultMaxSeries].
+	// included. Set it before first use. If zero or less,
+	// [DefaultMaxSeries] applies.
 	MaxSeries int
 
 	upstreams  counterSet[string, counterUpstream]
@@ -69,10 +69,10 @@ type Counters struct {
 
 var _ Metrics = (*Counters)(nil)
 
-// NewCounters returns empty Counters keeping up to [DefaultMaxSeries]
-// label sets per metric.
+// NewCounters returns empty Counters, to pass as the proxy's Metrics and
+// serve on /metrics.
 func NewCounters() *Counters {
-	return &Counters{MaxSeries: DefaultMaxSeries}
+	return new(Counters)
 }
 
 // counterPair is a two-label key.
@@ -106,17 +106,17 @@ const (
 // Handshake implements [Metrics].
 func (c *Counters) Handshake(upstream, outcome string) {
 	k := counterPair{upstream, outcome}
-	c.handshakes.get(k, counterPair{OverflowLabel, OverflowLabel}, c.MaxSeries).Add(1)
+	c.handshakes.get(k, counterPair{OverflowLabel, OverflowLabel}, c.limit()).Add(1)
 }
 
 // Refused implements [Metrics].
 func (c *Counters) Refused(reason string) {
-	c.refusals.get(reason, OverflowLabel, c.MaxSeries).Add(1)
+	c.refusals.get(reason, OverflowLabel, c.limit()).Add(1)
 }
 
 // Denied implements [Metrics].
 func (c *Counters) Denied(reason string) {
-	c.denied.get(reason, OverflowLabel, c.MaxSeries).Add(1)
+	c.denied.get(reason, OverflowLabel, c.limit()).Add(1)
 }
 
 // ConnOpened implements [Metrics].
@@ -132,7 +132,7 @@ func (c *Counters) ConnClosed(upstream string, e ConnEnd) {
 	c.upstream(upstream).open.Add(-1)
 	k := counterClosed{upstream, e.ClosedBy, max(e.ClientCode, counterCodeNone)}
 	other := counterClosed{OverflowLabel, OverflowLabel, counterCodeOther}
-	c.closed.get(k, other, c.MaxSeries).Add(1)
+	c.closed.get(k, other, c.limit()).Add(1)
 	c.duration.observe(connDurationBounds[:], e.Duration.Seconds())
 }
 
@@ -174,7 +174,14 @@ func (c *Counters) NodeHealth(upstream string, healthy bool) {
 }
 
 func (c *Counters) upstream(upstream string) *counterUpstream {
-	return c.upstreams.get(upstream, OverflowLabel, c.MaxSeries)
+	return c.upstreams.get(upstream, OverflowLabel, c.limit())
+}
+
+func (c *Counters) limit() int {
+	if c.MaxSeries <= 0 {
+		return DefaultMaxSeries
+	}
+	return c.MaxSeries
 }
 
 // counterSet maps label sets to series. Readers load an immutable map
@@ -267,11 +274,11 @@ type Snapshot struct {
 	Connections        map[string]int64                       `json:"connections_total"`        // upstream
 	ConnectionsClosed  map[string]map[string]map[string]int64 `json:"connections_closed_total"` // upstream, closed_by, code
 	ConnectionDuration HistogramSnapshot                      `json:"connection_duration_seconds"`
-	Handshakes         map[string]map[string]int64            `json:"handshakes_total"` // upstream, outcome
-	Refusals           map[string]int64                       `json:"refusals_total"`   // reason
-	Messages           map[string]map[string]int64            `json:"messages_total"`   // upstream, direction
-	Bytes              map[string]map[string]int64            `json:"bytes_total"`      // upstream, direction
-	NodeDial           map[string]HistogramSnapshot           `json:"node_dial_seconds"`
+	Handshakes         map[string]map[string]int64            `json:"handshakes_total"`         // upstream, outcome
+	Refusals           map[string]int64                       `json:"refusals_total"`           // reason
+	Messages           map[string]map[string]int64            `json:"messages_total"`           // upstream, direction
+	Bytes              map[string]map[string]int64            `json:"bytes_total"`              // upstream, direction
+	NodeDial           map[string]HistogramSnapshot           `json:"node_dial_seconds"`        // upstream
 	NodeDialErrors     map[string]int64                       `json:"node_dial_errors_total"`   // upstream
 	NodeHealthy        map[string]bool                        `json:"node_healthy"`             // upstream, once checked
 	NodeHealthChecks   map[string]map[string]int64            `json:"node_health_checks_total"` // upstream, result
@@ -379,7 +386,7 @@ func (c *Counters) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := c.Snapshot().appendPrometheus(nil)
-	w.Header().Set("Content-Type", PrometheusContentType)
+	w.Header().Set("Content-Type", promContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Write(b) // an error means the scraper went away; nothing to do
 }
@@ -393,8 +400,8 @@ func (c *Counters) WritePrometheus(w io.Writer) error {
 
 func (s Snapshot) appendPrometheus(b []byte) []byte {
 	p := promWriter{b: b}
-	p.gauge1("connections_open", "WebSocket connections open.", "upstream", s.ConnectionsOpen)
-	p.counter1("connections_total", "WebSocket connections opened.", "upstream", s.Connections)
+	p.family1("connections_open", "gauge", "WebSocket connections open.", "upstream", s.ConnectionsOpen)
+	p.family1("connections_total", "counter", "WebSocket connections opened.", "upstream", s.Connections)
 	if len(s.ConnectionsClosed) > 0 {
 		p.header("connections_closed_total", "counter", "WebSocket connections closed, by who closed them and the close code sent to the client.")
 		for _, u := range sortedKeys(s.ConnectionsClosed) {
@@ -408,7 +415,7 @@ func (s Snapshot) appendPrometheus(b []byte) []byte {
 	p.header("connection_duration_seconds", "histogram", "How long WebSocket connections lasted.")
 	p.histogram("connection_duration_seconds", s.ConnectionDuration)
 	p.counter2("handshakes_total", "WebSocket handshakes, by outcome: ok or the refusal reason.", "upstream", "outcome", s.Handshakes)
-	p.counter1("refusals_total", "Requests refused, by reason.", "reason", s.Refusals)
+	p.family1("refusals_total", "counter", "Requests refused, by reason.", "reason", s.Refusals)
 	p.counter2("messages_total", "WebSocket messages proxied, by direction.", "upstream", "direction", s.Messages)
 	p.counter2("bytes_total", "WebSocket payload bytes proxied, by direction.", "upstream", "direction", s.Bytes)
 	if len(s.NodeDial) > 0 {
@@ -417,7 +424,7 @@ func (s Snapshot) appendPrometheus(b []byte) []byte {
 			p.histogram("node_dial_seconds", s.NodeDial[u], "upstream", u)
 		}
 	}
-	p.counter1("node_dial_errors_total", "Failed dials to the node.", "upstream", s.NodeDialErrors)
+	p.family1("node_dial_errors_total", "counter", "Failed dials to the node.", "upstream", s.NodeDialErrors)
 	healthy := make(map[string]int64, len(s.NodeHealthy))
 	for u, h := range s.NodeHealthy {
 		healthy[u] = 0
@@ -425,9 +432,9 @@ func (s Snapshot) appendPrometheus(b []byte) []byte {
 			healthy[u] = 1
 		}
 	}
-	p.gauge1("node_healthy", "Whether the node's last health check passed (1) or failed (0).", "upstream", healthy)
+	p.family1("node_healthy", "gauge", "Whether the node's last health check passed (1) or failed (0).", "upstream", healthy)
 	p.counter2("node_health_checks_total", "Node health checks, by result.", "upstream", "result", s.NodeHealthChecks)
-	p.counter1("denied_calls_total", "JSON-RPC calls answered by the gateway instead of the node, by reason.", "reason", s.Denied)
+	p.family1("denied_calls_total", "counter", "JSON-RPC calls answered by the gateway instead of the node, by reason.", "reason", s.Denied)
 	return p.b
 }
 
@@ -449,14 +456,6 @@ func (p *promWriter) header(name, typ, help string) {
 	p.b = append(p.b, ' ')
 	p.b = append(p.b, typ...)
 	p.b = append(p.b, '\n')
-}
-
-func (p *promWriter) gauge1(name, help, label string, m map[string]int64) {
-	p.family1(name, "gauge", help, label, m)
-}
-
-func (p *promWriter) counter1(name, help, label string, m map[string]int64) {
-	p.family1(name, "counter", help, label, m)
 }
 
 func (p *promWriter) family1(name, typ, help, label string, m map[string]int64) {
