@@ -3,7 +3,6 @@ package wssproxy
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -12,7 +11,7 @@ import (
 
 // newConn registers a connection for r, or returns nil once the proxy is
 // shutting down.
-func (p *Proxy) newConn(r *http.Request, key string) *proxyConn {
+func (p *Proxy) newConn(key string) *proxyConn {
 	pc := &proxyConn{p: p, key: key, start: time.Now(), sess: p.newSession(key)}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -28,6 +27,9 @@ func (p *Proxy) unregister(pc *proxyConn) {
 	p.mu.Lock()
 	delete(p.conns, pc)
 	p.mu.Unlock()
+	if pc.b != nil {
+		pc.b.conns.Add(-1)
+	}
 	p.done.Done()
 }
 
@@ -72,8 +74,10 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		p.closeAll()
 		<-done
+		p.healthDone.Wait()
 		return ctx.Err()
 	}
+	p.healthDone.Wait()
 	if !first {
 		return net.ErrClosed
 	}
@@ -87,6 +91,7 @@ func (p *Proxy) Close() error {
 	_, first := p.snapshot()
 	p.closeAll()
 	p.done.Wait()
+	p.healthDone.Wait()
 	if !first {
 		return net.ErrClosed
 	}
@@ -115,7 +120,8 @@ func (p *Proxy) Conns() int {
 // proxyConn is one client connection spliced to one node connection.
 type proxyConn struct {
 	p     *Proxy
-	key   string // the client, as Options.Key names it
+	b     *backend // the node, once dialed
+	key   string   // the client, as Options.Key names it
 	start time.Time
 	sess  *session // nil when messages need no inspection
 

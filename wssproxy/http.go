@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -34,23 +33,11 @@ func (p *Proxy) transport() *http.Transport {
 	return tr
 }
 
-// httpURL is the node's http(s) URL matching its ws(s) URL.
-func (p *Proxy) httpURL() *url.URL {
-	u := *p.upstream
-	if u.Scheme == "wss" {
-		u.Scheme = "https"
-	} else {
-		u.Scheme = "http"
-	}
-	return &u
-}
-
 func (p *Proxy) reverseProxy(tr http.RoundTripper) *httputil.ReverseProxy {
-	target := p.httpURL()
 	return &httputil.ReverseProxy{
 		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target) // also sets Host to the node's own
+			pr.SetURL(p.pick().httpURL) // also sets Host to the node's own
 			pr.Out.Host = ""
 			p.forwardedHeaders(pr.Out.Header, pr.In)
 			if !p.opts.ForwardOrigin {
@@ -182,7 +169,7 @@ func (p *Proxy) httpError(w http.ResponseWriter, r *http.Request, err error) {
 		p.refuse(w, r, http.StatusGatewayTimeout, RefusalNodeTimeout, "node did not answer in time")
 	default:
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node request failed",
-			slog.String("upstream", p.upstream.Host), slog.String("error", err.Error()))
+			slog.String("error", err.Error()))
 		p.refuse(w, r, http.StatusBadGateway, RefusalNodeDown, "node unavailable: "+dialCause(err))
 	}
 }

@@ -15,7 +15,7 @@ func (pc *proxyConn) logClose() {
 	}
 	attrs := []slog.Attr{
 		slog.String("client", pc.key),
-		slog.String("upstream", pc.p.upstream.Host),
+		slog.String("upstream", pc.b.host),
 		slog.Duration("duration", time.Since(pc.start)),
 		slog.String("closed_by", ci.by.String()),
 		slog.Int64("msgs_in", pc.stats[toNode].msgs.Load()),

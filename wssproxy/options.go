@@ -28,6 +28,10 @@ const (
 	DefaultPingInterval = 20 * time.Second
 	// DefaultWriteTimeout bounds one message write to either peer.
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultHealthInterval is how often nodes are health-checked.
+	DefaultHealthInterval = 10 * time.Second
+	// DefaultMaxBlockLag is how far behind the best node a node may be.
+	DefaultMaxBlockLag = 10
 )
 
 // Options configures a [Proxy]. The zero value (or a nil *Options) gives
@@ -106,6 +110,18 @@ type Options struct {
 	// UpstreamHeader holds extra headers sent to the node on every request
 	// (an API key for a hosted node, say). If nil, none.
 	UpstreamHeader http.Header
+
+	// HealthInterval is how often each node is asked for system_health and
+	// its best header. A node that is unreachable, syncing, without peers
+	// it should have, or more than MaxBlockLag blocks behind the best node
+	// takes no new connections until it recovers.
+	// If zero, DefaultHealthInterval. Negative disables the checks (a node
+	// is then only skipped while dials to it fail).
+	HealthInterval time.Duration
+
+	// MaxBlockLag is how many blocks a node may trail the pool's best node
+	// and still count as healthy. If zero, DefaultMaxBlockLag.
+	MaxBlockLag uint64
 
 	// Logger receives the proxy's structured logs.
 	// If nil, slog.Default().
@@ -202,6 +218,7 @@ func (o *Options) withDefaults() (Options, error) {
 		{"IdleTimeout", &c.IdleTimeout, 0, false},
 		{"PingInterval", &c.PingInterval, DefaultPingInterval, true},
 		{"WriteTimeout", &c.WriteTimeout, DefaultWriteTimeout, true},
+		{"HealthInterval", &c.HealthInterval, DefaultHealthInterval, true},
 	}
 	for _, d := range durations {
 		if *d.v < 0 && !d.neg {
@@ -253,6 +270,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.MessageRate > 0 && c.MessageBurst == 0 {
 		c.MessageBurst = max(1, int(c.MessageRate))
+	}
+	if c.MaxBlockLag == 0 {
+		c.MaxBlockLag = DefaultMaxBlockLag
 	}
 	if c.MaxRefusedCalls == 0 {
 		c.MaxRefusedCalls = 1000

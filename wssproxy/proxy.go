@@ -1,6 +1,7 @@
 package wssproxy
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Proxy is an http.Handler that puts a node's ws:// (or wss://) JSON-RPC
@@ -24,24 +26,38 @@ type Proxy struct {
 	opts     Options
 	log      *slog.Logger
 	metrics  Metrics
-	upstream *url.URL // ws:// or wss://
+	backends []*backend
+	rr       atomic.Uint64 // round-robin start among equally loaded nodes
 	dial     *http.Client
 	http     *httputil.ReverseProxy
 
-	mu       sync.Mutex
-	conns    map[*proxyConn]struct{}
-	closing  bool
-	draining chan struct{} // closed when Shutdown or Close starts
-	done     sync.WaitGroup
+	mu         sync.Mutex
+	conns      map[*proxyConn]struct{}
+	closing    bool
+	draining   chan struct{} // closed when Shutdown or Close starts
+	done       sync.WaitGroup
+	healthDone sync.WaitGroup
 }
 
 // New returns a Proxy for the node at upstream, a ws:// or wss:// URL such
 // as "ws://127.0.0.1:9944". opts may be nil for the defaults; invalid
 // options fail here with an error naming the field.
 func New(upstream string, opts *Options) (*Proxy, error) {
-	u, err := parseUpstream(upstream)
-	if err != nil {
-		return nil, err
+	return NewPool([]string{upstream}, opts)
+}
+
+// NewPool returns a Proxy for several nodes serving the same chain. Each
+// new connection goes to the healthy node with the fewest connections;
+// a node that fails its health checks (see Options.HealthInterval) or a
+// dial takes no new connections until it recovers, and a failed dial
+// moves on to the next node. Clients of a node that goes away are closed
+// with 1012 so that they reconnect, to a healthy node.
+//
+// The proxy checks the nodes' health in a goroutine until Close or
+// Shutdown.
+func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
+	if len(upstreams) == 0 {
+		return nil, errors.New("wssproxy: no upstream node")
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -51,13 +67,23 @@ func New(upstream string, opts *Options) (*Proxy, error) {
 		opts:     o,
 		log:      o.Logger,
 		metrics:  o.Metrics,
-		upstream: u,
 		conns:    make(map[*proxyConn]struct{}),
 		draining: make(chan struct{}),
+	}
+	for _, s := range upstreams {
+		u, err := parseUpstream(s)
+		if err != nil {
+			return nil, err
+		}
+		p.backends = append(p.backends, newBackend(u))
 	}
 	tr := p.transport()
 	p.dial = &http.Client{Transport: tr}
 	p.http = p.reverseProxy(tr)
+	if o.HealthInterval > 0 {
+		p.healthDone.Add(1)
+		go p.healthLoop()
+	}
 	return p, nil
 }
 
@@ -83,9 +109,6 @@ func parseUpstream(s string) (*url.URL, error) {
 	}
 	return u, nil
 }
-
-// Upstream returns the node's WebSocket URL.
-func (p *Proxy) Upstream() string { return p.upstream.String() }
 
 // ServeHTTP splices a WebSocket upgrade to the node, or forwards a plain
 // HTTP request to it. For WebSockets it returns when the connection ends.

@@ -3,6 +3,7 @@ package wssproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -59,7 +60,7 @@ func (pc *proxyConn) run(cc, nc *websocket.Conn) {
 	draining := pc.draining
 	pc.cc, pc.nc = cc, nc
 	pc.toClient.Unlock()
-	pc.p.metrics.ConnOpened(pc.p.upstream.Host)
+	pc.p.metrics.ConnOpened(pc.b.host)
 	defer pc.closed()
 	if draining {
 		pc.finish(&sideError{sideGateway, errShutdown})
@@ -77,7 +78,7 @@ func (pc *proxyConn) run(cc, nc *websocket.Conn) {
 func (pc *proxyConn) closed() {
 	pc.reportTraffic()
 	pc.logClose()
-	pc.p.metrics.ConnClosed(pc.p.upstream.Host, ConnEnd{
+	pc.p.metrics.ConnClosed(pc.b.host, ConnEnd{
 		Duration:   time.Since(pc.start),
 		ClosedBy:   pc.end.by.String(),
 		ClientCode: int(pc.end.clientCode),
@@ -95,7 +96,7 @@ func (pc *proxyConn) reportTraffic() {
 			continue
 		}
 		pc.reported[d] = [2]int64{msgs, bytes}
-		pc.p.metrics.Traffic(pc.p.upstream.Host, direction(d) == toNode, dm, db)
+		pc.p.metrics.Traffic(pc.b.host, direction(d) == toNode, dm, db)
 	}
 }
 
@@ -330,6 +331,7 @@ func (pc *proxyConn) classify(err error) closeInfo {
 			ci.clientCode, ci.clientReason = websocket.StatusMessageTooBig, "node message exceeds the gateway's read limit"
 		default: // node crashed, restarted or stopped answering pings
 			ci.clientCode, ci.clientReason = websocket.StatusServiceRestart, "node connection lost"
+			pc.p.recordHealth(pc.b, fmt.Errorf("connection lost: %v", se.err))
 		}
 	default:
 		reason := se.err.Error()

@@ -192,6 +192,9 @@ func startProxy(t *testing.T, upstream string, opts *Options) (*Proxy, string) {
 	if opts.Policy == nil {
 		opts.Policy = AllowAll() // splice tests send non-JSON; inspection has its own tests
 	}
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = -1 // health checks have their own tests
+	}
 	p, err := New(upstream, opts)
 	if err != nil {
 		t.Fatal(err)

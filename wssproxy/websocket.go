@@ -35,7 +35,7 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	key := p.opts.Key(r)
 	if !p.allowRequest(w, r, key) {
-		p.metrics.Handshake(p.upstream.Host, RefusalRate)
+		p.metrics.Handshake("", RefusalRate)
 		return
 	}
 	if cl := p.opts.ConnLimit; cl != nil {
@@ -47,26 +47,23 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			}
 			w.Header().Set("Retry-After", "5")
 			p.refuse(w, r, status, reason, why)
-			p.metrics.Handshake(p.upstream.Host, reason)
+			p.metrics.Handshake("", reason)
 			return
 		}
 		defer release()
 	}
-	pc := p.newConn(r, key)
+	pc := p.newConn(key)
 	if pc == nil {
 		p.refuse(w, r, http.StatusServiceUnavailable, RefusalShuttingDown, "gateway is shutting down")
-		p.metrics.Handshake(p.upstream.Host, RefusalShuttingDown)
+		p.metrics.Handshake("", RefusalShuttingDown)
 		return
 	}
 	defer p.unregister(pc)
 
-	node, fail := p.dialNode(r)
+	node, fail := p.dialPool(r, pc)
 	if fail != nil {
-		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
-			slog.String("client", key), slog.String("upstream", p.upstream.Host),
-			slog.String("error", fail.cause.Error()))
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
-		p.metrics.Handshake(p.upstream.Host, fail.reason)
+		p.metrics.Handshake("", fail.reason)
 		return
 	}
 	node.SetReadLimit(p.readLimit())
@@ -86,7 +83,7 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client.SetReadLimit(p.readLimit())
-	p.metrics.Handshake(p.upstream.Host, "ok")
+	p.metrics.Handshake(pc.b.host, "ok")
 	pc.run(client, node)
 }
 
@@ -174,8 +171,33 @@ type dialFailure struct {
 	cause  error
 }
 
-// dialNode opens the node's WebSocket for client request r.
-func (p *Proxy) dialNode(r *http.Request) (*websocket.Conn, *dialFailure) {
+// dialPool dials the pool's nodes in order of preference until one
+// answers, and assigns it to pc. A node that fails is marked unhealthy.
+func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*websocket.Conn, *dialFailure) {
+	var fail *dialFailure
+	for _, b := range p.candidates() {
+		if r.Context().Err() != nil {
+			break
+		}
+		node, f := p.dialNode(r, b)
+		if f == nil {
+			b.conns.Add(1)
+			pc.b = b
+			return node, nil
+		}
+		fail = f
+		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
+			slog.String("client", pc.key), slog.String("upstream", b.host), slog.String("error", f.cause.Error()))
+		p.recordHealth(b, fmt.Errorf("dial failed: %s", f.msg))
+	}
+	if fail == nil {
+		fail = &dialFailure{http.StatusBadGateway, RefusalNodeDown, "client went away", r.Context().Err()}
+	}
+	return nil, fail
+}
+
+// dialNode opens node b's WebSocket for client request r.
+func (p *Proxy) dialNode(r *http.Request, b *backend) (*websocket.Conn, *dialFailure) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.opts.HandshakeTimeout)
 	defer cancel()
 	start := time.Now()
@@ -190,16 +212,16 @@ func (p *Proxy) dialNode(r *http.Request) (*websocket.Conn, *dialFailure) {
 	if o := r.Header.Get("Origin"); o != "" && p.opts.ForwardOrigin {
 		h.Set("Origin", o)
 	}
-	node, resp, err := websocket.Dial(ctx, p.nodeURL(r), &websocket.DialOptions{
+	node, resp, err := websocket.Dial(ctx, nodeURL(b.url, r), &websocket.DialOptions{
 		HTTPClient:      p.dial,
 		HTTPHeader:      h,
 		Subprotocols:    subprotocols(r),
 		CompressionMode: websocket.CompressionDisabled,
 	})
-	p.metrics.NodeDial(p.upstream.Host, time.Since(start), err)
+	p.metrics.NodeDial(b.host, time.Since(start), err)
 	if err == nil {
 		p.log.LogAttrs(r.Context(), slog.LevelDebug, "wssproxy: node dialed",
-			slog.String("upstream", p.upstream.Host), slog.Duration("latency", time.Since(start)))
+			slog.String("upstream", b.host), slog.Duration("latency", time.Since(start)))
 		return node, nil
 	}
 	switch {
@@ -217,10 +239,10 @@ func (p *Proxy) dialNode(r *http.Request) (*websocket.Conn, *dialFailure) {
 
 // nodeURL joins the client's path and query onto the upstream URL, as
 // httputil.NewSingleHostReverseProxy does.
-func (p *Proxy) nodeURL(r *http.Request) string {
-	u := *p.upstream
+func nodeURL(base *url.URL, r *http.Request) string {
+	u := *base
 	if rp := r.URL.EscapedPath(); rp != "" && rp != "/" {
-		u.Path, u.RawPath = joinURLPath(p.upstream, r.URL)
+		u.Path, u.RawPath = joinURLPath(base, r.URL)
 	}
 	switch {
 	case u.RawQuery == "":

@@ -346,8 +346,12 @@ func TestHeaders(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, v, want)
 		}
 	}
-	if n.Conns() != 1 {
-		t.Errorf("Conns() = %d, want 1", n.Conns())
+	// The node registers a connection after writing its 101 response, so
+	// the client can get there first: wait, bounded.
+	for deadline := time.Now().Add(10 * time.Second); n.Conns() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Conns() = %d, want 1", n.Conns())
+		}
 	}
 }
 
