@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -171,6 +172,9 @@ func readRest(head []byte, r io.Reader) ([]byte, error) {
 
 // deliver writes one whole message, through the session if there is one.
 func (pc *proxyConn) deliver(dir direction, typ websocket.MessageType, msg []byte) error {
+	if dir == toNode && typ == websocket.MessageText && !utf8.Valid(msg) {
+		return &sideError{sideClient, errBadUTF8}
+	}
 	if pc.sess == nil {
 		return pc.write(dir, typ, msg)
 	}
@@ -237,7 +241,14 @@ func (pc *proxyConn) stream(dir direction, typ websocket.MessageType, buf []byte
 	}
 	total := int64(0)
 	chunk := buf
+	var text *utf8Stream // validates a client's text message
+	if dir == toNode && typ == websocket.MessageText {
+		text = &utf8Stream{}
+	}
 	for {
+		if text != nil && !text.write(chunk) {
+			return &sideError{sideClient, errBadUTF8}
+		}
 		if _, err := w.Write(chunk); err != nil {
 			return &sideError{dstSide, err}
 		}
@@ -250,6 +261,9 @@ func (pc *proxyConn) stream(dir direction, typ websocket.MessageType, buf []byte
 		if err != nil {
 			return &sideError{srcSide, err}
 		}
+	}
+	if text != nil && (!text.write(chunk) || !text.end()) {
+		return &sideError{sideClient, errBadUTF8}
 	}
 	if len(chunk) > 0 {
 		if _, err := w.Write(chunk); err != nil {
