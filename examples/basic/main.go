@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,6 +56,10 @@ type config struct {
 	trustedProxies              string
 	allowAllMethods             bool
 	allowedOrigins              string
+
+	adminListen    string
+	healthInterval time.Duration
+	maxBlockLag    uint64
 }
 
 // Default limits. The handshake limits are the nginx/Apache recipe's. The
@@ -78,7 +83,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	c := &config{}
 	fs.StringVar(&c.listen, "listen", ":8443", "address to serve wss:// and https:// on")
-	fs.StringVar(&c.upstream, "upstream", "ws://127.0.0.1:9944", "the node's ws:// or wss:// URL")
+	fs.StringVar(&c.upstream, "upstream", "ws://127.0.0.1:9944", "the node's ws:// or wss:// URL; several, comma-separated, form a pool")
+	fs.StringVar(&c.adminListen, "admin-listen", "127.0.0.1:9616", "address for /metrics (Prometheus), /debug/vars (expvar) and /ready; empty disables")
+	fs.DurationVar(&c.healthInterval, "health-interval", wssproxy.DefaultHealthInterval, "how often nodes are health-checked (negative: never)")
+	fs.Uint64Var(&c.maxBlockLag, "max-block-lag", wssproxy.DefaultMaxBlockLag, "blocks a node may trail the best node and still get connections")
 	fs.StringVar(&c.certFile, "cert", "", "PEM certificate chain (with -key) instead of a self-signed one; reloaded on change and SIGHUP")
 	fs.StringVar(&c.keyFile, "key", "", "PEM private key for -cert")
 	fs.StringVar(&c.hosts, "hosts", strings.Join(certs.DefaultSelfSignedHosts, ","), "comma-separated names and IPs for the self-signed certificate")
@@ -137,15 +145,30 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
-	proxy, err := wssproxy.New(c.upstream, opts)
+	metrics := wssproxy.NewCounters()
+	opts.Metrics = metrics
+	proxy, err := wssproxy.NewPool(strings.Split(c.upstream, ","), opts)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
+		proxy.Close()
 		return err
 	}
-	srv := wssproxy.NewServer(c.listen, proxy, certs.TLSConfig(src), logger)
+	mux := http.NewServeMux()
+	mux.Handle("/", proxy)
+	mux.Handle("GET /wssgate/ready", proxy.ReadyHandler()) // for load balancers
+	srv := wssproxy.NewServer(c.listen, mux, certs.TLSConfig(src), logger)
+	if c.adminListen != "" {
+		stop, err := serveAdmin(c.adminListen, proxy, metrics, logger)
+		if err != nil {
+			proxy.Close()
+			ln.Close()
+			return err
+		}
+		defer stop()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	addr := ln.Addr().String()
@@ -186,9 +209,34 @@ func serve(ctx context.Context, c *config, srv *http.Server, proxy *wssproxy.Pro
 	}
 }
 
+// serveAdmin serves metrics and readiness on a separate, private address.
+func serveAdmin(addr string, proxy *wssproxy.Proxy, metrics *wssproxy.Counters, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-admin-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	mux.Handle("GET /ready", proxy.ReadyHandler())
+	mux.Handle("GET /debug/vars", expvarHandler(metrics))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	logger.Info("admin endpoints", "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/ready")
+	return func() { srv.Close() }, nil
+}
+
+// expvarHandler serves the metrics as expvar-style JSON without touching
+// the process-wide expvar registry (run may be called more than once).
+func expvarHandler(metrics *wssproxy.Counters) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"wssgate": metrics.Snapshot()})
+	})
+}
+
 // proxyOptions maps the flags to wssproxy.Options.
 func proxyOptions(c *config, logger *slog.Logger) (*wssproxy.Options, error) {
-	o := &wssproxy.Options{Logger: logger, MaxSubscriptions: c.maxSubs}
+	o := &wssproxy.Options{Logger: logger, MaxSubscriptions: c.maxSubs, HealthInterval: c.healthInterval, MaxBlockLag: c.maxBlockLag}
 	if c.trustedProxies != "" {
 		trusted, err := ratelimit.ParseTrusted(c.trustedProxies)
 		if err != nil {
