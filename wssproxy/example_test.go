@@ -1,0 +1,99 @@
+package wssproxy_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/ratelimit"
+	"github.com/wssgate/wssgate/wssproxy"
+)
+
+// echoNode stands in for a node: it echoes each WebSocket message.
+func echoNode() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			c.Write(r.Context(), typ, msg)
+		}
+	}))
+}
+
+func ExampleNew() {
+	node := echoNode()
+	defer node.Close()
+
+	p, err := wssproxy.New("ws"+strings.TrimPrefix(node.URL, "http"), &wssproxy.Options{
+		RequestLimit: ratelimit.NewBuckets(2, 5),   // nginx limit_req rate=2r/s burst=5
+		ConnLimit:    &ratelimit.Conns{PerKey: 50}, // mod_qos QS_SrvMaxConnPerIP 50
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	gw := httptest.NewServer(p) // in production: wssproxy.NewServer with certs.TLSConfig
+	defer gw.Close()
+
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(gw.URL, "http"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.Write(ctx, websocket.MessageText, []byte(`{"id":1,"jsonrpc":"2.0","method":"system_chain","params":[]}`))
+	_, reply, _ := c.Read(ctx)
+	fmt.Printf("echoed through the gateway: %s\n", reply)
+
+	c.Write(ctx, websocket.MessageText, []byte(`{"id":2,"jsonrpc":"2.0","method":"author_rotateKeys","params":[]}`))
+	_, reply, _ = c.Read(ctx)
+	fmt.Printf("refused by the default policy: %.80s...\n", reply)
+	// Output:
+	// echoed through the gateway: {"id":1,"jsonrpc":"2.0","method":"system_chain","params":[]}
+	// refused by the default policy: {"jsonrpc":"2.0","error":{"code":-32601,"message":"wssproxy: method author_rotat...
+}
+
+func ExampleOptions_Policy() {
+	// Allow only what a block explorer needs, on top of the default denials.
+	policy := &wssproxy.Policy{
+		Allow: []string{"chain_*", "state_getMetadata", "state_getRuntimeVersion", "system_*", "rpc_methods"},
+		Deny:  wssproxy.UnsafeMethods,
+	}
+	fmt.Println(policy.Check("chain_getBlock"))
+	fmt.Println(policy.Check("author_submitExtrinsic"))
+	// Output:
+	// <nil>
+	// wssproxy: method author_submitExtrinsic is not allowed: not in the gateway's Policy.Allow list
+}
+
+func ExampleNewServer() {
+	node := echoNode()
+	defer node.Close()
+	p, err := wssproxy.New("ws"+strings.TrimPrefix(node.URL, "http"), &wssproxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := wssproxy.NewServer("127.0.0.1:0", p, nil, nil) // tlsConfig: certs.TLSConfig(src)
+	fmt.Println(srv.ReadHeaderTimeout, srv.MaxHeaderBytes)
+
+	// On SIGTERM: stop accepting, then drain the WebSockets (clients get 1001).
+	ctx := context.Background()
+	srv.Shutdown(ctx)
+	fmt.Println(p.Shutdown(ctx))
+	// Output:
+	// 10s 16384
+	// <nil>
+}
