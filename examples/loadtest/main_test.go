@@ -139,6 +139,9 @@ func TestModes(t *testing.T) {
 			if r.ConnsPerSec <= 0 || r.Resumed != 0 {
 				t.Errorf("%.0f conns/s, %d resumed; want > 0 and none resumed", r.ConnsPerSec, r.Resumed)
 			}
+			if strings.HasPrefix(r.URL, "wss:") != strings.HasPrefix(r.TLS, "TLS 1.3") {
+				t.Errorf("url %s, tls %q", r.URL, r.TLS)
+			}
 		}},
 		{"idle", []string{"-mode", "idle", "-conns", "40", "-ramp", "8", "-hold", "200ms", "-settle", "50ms", "-pid", fmt.Sprint(os.Getpid())}, func(t *testing.T, r *Result) {
 			s := r.Idle

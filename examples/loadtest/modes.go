@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -140,6 +141,7 @@ func runFanout(ctx context.Context, c *config, d *dialer, stderr io.Writer) (*Re
 func runHandshake(ctx context.Context, c *config, d *dialer, stderr io.Writer) (*Result, error) {
 	var mu sync.Mutex
 	var resumed int64
+	var tlsDesc string
 	res, err := drive(ctx, c, stderr, func(ctx context.Context, w *worker) error {
 		w.ready()
 		req, buf := newRequest(c.size), make([]byte, 0, c.size+512)
@@ -153,6 +155,11 @@ func runHandshake(ctx context.Context, c *config, d *dialer, stderr io.Writer) (
 			}
 			lat := time.Since(t0)
 			didResume := resp.TLS != nil && resp.TLS.DidResume
+			if resp.TLS != nil && w.id == 0 {
+				mu.Lock()
+				tlsDesc = tls.VersionName(resp.TLS.Version) + " " + resp.TLS.CurveID.String() + " " + tls.CipherSuiteName(resp.TLS.CipherSuite)
+				mu.Unlock()
+			}
 			buf, err = roundTrip(ctx, conn, req, 1, buf)
 			if err != nil {
 				conn.CloseNow()
@@ -168,7 +175,7 @@ func runHandshake(ctx context.Context, c *config, d *dialer, stderr io.Writer) (
 		return nil
 	})
 	if res != nil {
-		res.ConnsPerSec, res.Resumed = res.MsgsPerSec, resumed
+		res.ConnsPerSec, res.Resumed, res.TLS = res.MsgsPerSec, resumed, tlsDesc
 		res.MsgsPerSec, res.Bytes, res.MBPerSec = 0, 0, 0
 	}
 	return res, err

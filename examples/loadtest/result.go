@@ -25,6 +25,7 @@ type Result struct {
 	Latency      *Latency   `json:"latency_us,omitempty"`
 	ConnsPerSec  float64    `json:"conns_per_s,omitempty"`
 	Resumed      int64      `json:"resumed,omitempty"`
+	TLS          string     `json:"tls,omitempty"` // handshake: version, key exchange, cipher
 	Idle         *IdleStats `json:"idle,omitempty"`
 	Errors       int64      `json:"errors"`
 	ErrorSamples []string   `json:"error_samples,omitempty"`
@@ -90,6 +91,9 @@ func (r *Result) rateRows(row func(k, f string, a ...any)) {
 	if r.Mode == "handshake" {
 		row("connections", "%d (%d resumed)", r.Msgs, r.Resumed)
 		row("conns/s", "%.1f", r.ConnsPerSec)
+		if r.TLS != "" {
+			row("tls", "%s", r.TLS)
+		}
 	} else {
 		row("msgs", "%d", r.Msgs)
 		row("msgs/s", "%.1f", r.MsgsPerSec)

@@ -258,6 +258,7 @@ report() {
 - haproxy $(haproxy -v | head -1 | awk '{print $3}'): mode http, timeout tunnel 1h, bind ssl crt, alpn http/1.1, maxconn 9800
 - idle: each target restarted before the run; VmRSS of the process and its children (nginx workers), (max(after open, end of hold) - before) / opened
 - client: loadtest, Go crypto/tls (TLS 1.3, no session resumption), 100 B JSON-RPC bench_echo calls
+- handshakes: Go's client offers X25519MLKEM768 first; the Go servers (direct-wss, wssgate) take it, while nginx and haproxy on OpenSSL $(openssl version | awk '{print $2}') cannot and use a classic group, so their handshakes are cheaper key exchanges
 
 EOF
 	"$OUT/bin/aggregate" -baseline direct-wss "$OUT/results.jsonl"
