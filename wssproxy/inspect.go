@@ -232,17 +232,16 @@ func (p *Proxy) checkPolicy(dst []byte, c *jsonrpc.Call) ([]byte, bool) {
 func (s *session) rateCheck(ctx context.Context) (string, error) {
 	o := &s.p.opts
 	wait, limit := time.Duration(0), ""
-	if s.conn != nil {
-		r := s.conn.Reserve()
-		if d := r.Delay(); d > 0 {
-			if o.MessageLimitDelay <= 0 || d > o.MessageLimitDelay {
-				r.Cancel()
-				wait = d
-				limit = fmt.Sprintf("%g calls/s per connection (burst %d)", float64(o.MessageRate), o.MessageBurst)
-			} else if !sleep(ctx, d) {
-				r.Cancel()
+	if s.conn != nil && !s.conn.Allow() { // Allow does not allocate; Reserve does
+		d := s.connWait()
+		switch {
+		case o.MessageLimitDelay > 0 && d <= o.MessageLimitDelay:
+			if err := s.conn.Wait(ctx); err != nil {
 				return "", &policyClose{websocket.StatusGoingAway, "connection closing"}
 			}
+		default:
+			wait = d
+			limit = fmt.Sprintf("%g calls/s per connection (burst %d)", float64(o.MessageRate), o.MessageBurst)
 		}
 	}
 	if limit == "" && o.ClientMessageLimit != nil {
@@ -267,6 +266,15 @@ func (s *session) rateCheck(ctx context.Context) (string, error) {
 			fmt.Sprintf("message rate limit exceeded: %d calls refused in a row", s.refusedRun-1)}
 	}
 	return fmt.Sprintf("limit exceeded: over %s; retry in %dms", limit, wait.Milliseconds()+1), nil
+}
+
+// connWait is how long until the connection's limiter has a token.
+func (s *session) connWait() time.Duration {
+	missing := 1 - s.conn.Tokens()
+	if missing <= 0 {
+		return 0
+	}
+	return time.Duration(missing / float64(s.conn.Limit()) * float64(time.Second))
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

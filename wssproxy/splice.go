@@ -146,18 +146,23 @@ func (pc *proxyConn) forward(dir direction, typ websocket.MessageType, r io.Read
 		if err != nil {
 			return &sideError{srcSide, err}
 		}
+		defer putBig(whole)
 		return pc.deliver(dir, typ, whole)
 	}
 	return pc.stream(dir, typ, buf, r)
 }
 
-// readRest returns head followed by the rest of r, in a new buffer.
+// readRest returns head followed by the rest of r, in a buffer from
+// bigPool; the caller returns it with putBig.
 func readRest(head []byte, r io.Reader) ([]byte, error) {
-	b := make([]byte, len(head), 4*len(head))
+	b := getBig(4 * len(head))[:len(head)]
 	copy(b, head)
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			nb := getBig(2 * cap(b))[:len(b)]
+			copy(nb, b)
+			putBig(b)
+			b = nb
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -165,9 +170,43 @@ func readRest(head []byte, r io.Reader) ([]byte, error) {
 			return b, nil
 		}
 		if err != nil {
+			putBig(b)
 			return nil, err
 		}
 	}
+}
+
+// bigPools hold buffers for whole messages longer than bufSize, by size
+// class (128 KiB, 256 KiB, ... 32 MiB), so inspecting large messages does
+// not allocate per message.
+var bigPools [9]sync.Pool
+
+func bigClass(n int) int {
+	c := 0
+	for size := 4 * bufSize; size < n && c < len(bigPools)-1; size *= 2 {
+		c++
+	}
+	return c
+}
+
+func getBig(n int) []byte {
+	c := bigClass(n)
+	if size := (4 * bufSize) << c; size >= n {
+		if p, ok := bigPools[c].Get().(*[]byte); ok {
+			return (*p)[:0]
+		}
+		return make([]byte, 0, size)
+	}
+	return make([]byte, 0, n) // beyond the largest class: not pooled
+}
+
+func putBig(b []byte) {
+	c := bigClass(cap(b))
+	if (4*bufSize)<<c != cap(b) {
+		return
+	}
+	b = b[:0]
+	bigPools[c].Put(&b)
 }
 
 // deliver writes one whole message, through the session if there is one.
