@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -129,7 +130,8 @@ type proxyConn struct {
 	cancel context.CancelFunc
 
 	// set by run before the copiers start
-	cc, nc *websocket.Conn // client and node
+	cc, nc *websocket.Conn          // client and node
+	raw    atomic.Pointer[net.Conn] // the client's socket, under cc
 
 	// toClient serialises whole messages written to the client, so a drain
 	// never cuts a message in half.
@@ -154,21 +156,54 @@ type dirStats struct {
 
 // drain closes the connection gracefully for Shutdown: no more messages are
 // written to the client after the one in flight, the client is sent 1001,
-// and what it sent before seeing that still reaches the node; once its
-// close answer arrives the node is closed too (by finish).
+// and what it sent before seeing that still reaches the node: the
+// client-to-node copier goes on until the client's answering close frame
+// ends it, and finish closes the node. A client that does not answer
+// within closeTimeout is dropped.
+//
+// The close frame is written on the raw socket, not with cc.Close, which
+// would read and discard the client's messages until its close frame.
 func (pc *proxyConn) drain() {
 	pc.toClient.Lock()
-	pc.draining = true
-	cc := pc.cc
-	pc.toClient.Unlock()
-	if cc == nil {
+	pc.draining = true // no data frame is in progress: writes hold toClient
+	cc, ctx := pc.cc, pc.ctx
+	raw := pc.raw.Load()
+	if cc == nil || raw == nil {
+		pc.toClient.Unlock()
 		return // still handshaking; run sees draining and stops
 	}
-	cc.Close(websocket.StatusGoingAway, reasonShutdown)
+	// Holding toClient, no message is half written; a pong the websocket
+	// package writes meanwhile is one whole Write, as is this frame.
+	_, err := (*raw).Write(closeFrame(websocket.StatusGoingAway, reasonShutdown))
+	pc.toClient.Unlock()
+	if err != nil {
+		pc.kill()
+		return
+	}
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		pc.kill()
+	}
+}
+
+// closeTimeout bounds the wait for a client's answer to a close frame, as
+// the websocket package's own close handshake does.
+const closeTimeout = 5 * time.Second
+
+// closeFrame is a server's (unmasked) close frame.
+func closeFrame(code websocket.StatusCode, reason string) []byte {
+	reason = truncateReason(reason)
+	return append([]byte{0x88, byte(2 + len(reason)), byte(code >> 8), byte(code)}, reason...)
 }
 
 // kill drops both sides without handshakes.
 func (pc *proxyConn) kill() {
+	if raw := pc.raw.Load(); raw != nil {
+		(*raw).Close() // first: a write blocked on the client holds toClient
+	}
 	pc.toClient.Lock()
 	pc.draining = true
 	cc, nc := pc.cc, pc.nc

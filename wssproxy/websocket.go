@@ -1,12 +1,14 @@
 package wssproxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -72,7 +74,8 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if sp := node.Subprotocol(); sp != "" {
 		subs = []string{sp}
 	}
-	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hc := &hijackCapture{ResponseWriter: w}
+	client, err := websocket.Accept(hc, r, &websocket.AcceptOptions{
 		Subprotocols:       subs,
 		InsecureSkipVerify: true, // origins were checked before dialing the node
 		CompressionMode:    websocket.CompressionDisabled,
@@ -83,6 +86,7 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client.SetReadLimit(p.readLimit())
+	pc.raw.Store(&hc.conn)
 	p.metrics.Handshake(pc.b.host, "ok")
 	pc.run(client, node)
 }
@@ -283,4 +287,19 @@ func subprotocols(r *http.Request) []string {
 		}
 	}
 	return out
+}
+
+// hijackCapture keeps the client's connection that websocket.Accept
+// hijacks, so that a drain can send the close frame without
+// websocket.Conn.Close (which discards what the client sends meanwhile),
+// and a kill can cut the socket whatever the websocket package is waiting for.
+type hijackCapture struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, brw, err
 }
