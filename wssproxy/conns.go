@@ -131,7 +131,8 @@ type proxyConn struct {
 
 	// set by run before the copiers start
 	cc, nc *websocket.Conn          // client and node
-	raw    atomic.Pointer[net.Conn] // the client's socket, under cc
+	cside  atomic.Pointer[sideConn] // the client's socket, under cc
+	nside  *sideConn                // the node's socket, under nc
 
 	// toClient serialises whole messages written to the client, so a drain
 	// never cuts a message in half.
@@ -161,20 +162,20 @@ type dirStats struct {
 // ends it, and finish closes the node. A client that does not answer
 // within closeTimeout is dropped.
 //
-// The close frame is written on the raw socket, not with cc.Close, which
+// The close frame is written on the client's socket, not with cc.Close, which
 // would read and discard the client's messages until its close frame.
 func (pc *proxyConn) drain() {
 	pc.toClient.Lock()
 	pc.draining = true // no data frame is in progress: writes hold toClient
 	cc, ctx := pc.cc, pc.ctx
-	raw := pc.raw.Load()
-	if cc == nil || raw == nil {
+	side := pc.cside.Load()
+	if cc == nil || side == nil {
 		pc.toClient.Unlock()
 		return // still handshaking; run sees draining and stops
 	}
 	// Holding toClient, no message is half written; a pong the websocket
 	// package writes meanwhile is one whole Write, as is this frame.
-	_, err := (*raw).Write(closeFrame(websocket.StatusGoingAway, reasonShutdown))
+	_, err := side.Write(closeFrame(websocket.StatusGoingAway, reasonShutdown)) // after any held bytes
 	pc.toClient.Unlock()
 	if err != nil {
 		pc.kill()
@@ -201,8 +202,8 @@ func closeFrame(code websocket.StatusCode, reason string) []byte {
 
 // kill drops both sides without handshakes.
 func (pc *proxyConn) kill() {
-	if raw := pc.raw.Load(); raw != nil {
-		(*raw).Close() // first: a write blocked on the client holds toClient
+	if side := pc.cside.Load(); side != nil {
+		side.Conn.Close() // first: a write blocked on the client holds toClient
 	}
 	pc.toClient.Lock()
 	pc.draining = true

@@ -33,6 +33,15 @@ func (p *Proxy) transport() *http.Transport {
 	return tr
 }
 
+// wsTransport dials nodes for WebSockets: never an idle keep-alive
+// connection, always a new one wrapped in a sideConn.
+func (p *Proxy) wsTransport() *http.Transport {
+	tr := p.transport()
+	tr.DialContext = dialNodeConn(&net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second})
+	tr.DisableKeepAlives = true
+	return tr
+}
+
 func (p *Proxy) reverseProxy(tr http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Transport: tr,

@@ -29,6 +29,8 @@ type session struct {
 	conn       *rate.Limiter // per-connection message rate; nil if off
 	refusedRun int           // consecutive calls refused for rate
 
+	beforeWait func() // sends held writes before a delay-mode wait
+
 	calls []jsonrpc.Call // reused by Parse
 	out   []byte         // reused for replies and rebuilt batches
 	errs  [][]byte       // reused: error replies of one batch
@@ -236,6 +238,7 @@ func (s *session) rateCheck(ctx context.Context) (string, error) {
 		d := s.connWait()
 		switch {
 		case o.MessageLimitDelay > 0 && d <= o.MessageLimitDelay:
+			s.aboutToWait()
 			if err := s.conn.Wait(ctx); err != nil {
 				return "", &policyClose{websocket.StatusGoingAway, "connection closing"}
 			}
@@ -249,6 +252,9 @@ func (s *session) rateCheck(ctx context.Context) (string, error) {
 			ok, retry := o.ClientMessageLimit.Allow(s.key)
 			if ok {
 				break
+			}
+			if o.MessageLimitDelay > 0 && retry <= o.MessageLimitDelay {
+				s.aboutToWait()
 			}
 			if o.MessageLimitDelay <= 0 || retry > o.MessageLimitDelay || !sleep(ctx, retry) {
 				wait, limit = retry, "the per-client call rate"
@@ -266,6 +272,13 @@ func (s *session) rateCheck(ctx context.Context) (string, error) {
 			fmt.Sprintf("message rate limit exceeded: %d calls refused in a row", s.refusedRun-1)}
 	}
 	return fmt.Sprintf("limit exceeded: over %s; retry in %dms", limit, wait.Milliseconds()+1), nil
+}
+
+// aboutToWait is called before the session makes a client wait.
+func (s *session) aboutToWait() {
+	if s.beforeWait != nil {
+		s.beforeWait()
+	}
 }
 
 // connWait is how long until the connection's limiter has a token.

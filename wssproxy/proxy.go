@@ -28,7 +28,8 @@ type Proxy struct {
 	metrics  Metrics
 	backends []*backend
 	rr       atomic.Uint64 // round-robin start among equally loaded nodes
-	dial     *http.Client
+	dial     *http.Client  // health checks
+	wsDial   *http.Client  // WebSocket dials: a fresh, wrapped connection each
 	http     *httputil.ReverseProxy
 
 	mu         sync.Mutex
@@ -79,6 +80,7 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	}
 	tr := p.transport()
 	p.dial = &http.Client{Transport: tr}
+	p.wsDial = &http.Client{Transport: p.wsTransport()}
 	p.http = p.reverseProxy(tr)
 	if o.HealthInterval > 0 {
 		p.healthDone.Add(1)

@@ -75,6 +75,17 @@ func (pc *proxyConn) run(cc, nc *websocket.Conn) {
 	pc.ka.stop()
 }
 
+// link pairs the two sockets: each flushes the other's held writes
+// before its reads block.
+func (pc *proxyConn) link(client, node *sideConn) {
+	pc.nside = node
+	if pc.sess != nil {
+		pc.sess.beforeWait = node.flush
+	}
+	client.peer, node.peer = node, client
+	client.stats, node.stats = &pc.stats[toClient], &pc.stats[toNode]
+}
+
 // closed reports a finished connection to the logs and metrics.
 func (pc *proxyConn) closed() {
 	pc.reportTraffic()
@@ -215,31 +226,35 @@ func (pc *proxyConn) deliver(dir direction, typ websocket.MessageType, msg []byt
 		return &sideError{sideClient, errBadUTF8}
 	}
 	if pc.sess == nil {
-		return pc.write(dir, typ, msg)
+		return pc.write(dir, typ, msg, true)
 	}
 	if dir == toClient {
-		return pc.write(dir, typ, pc.sess.nodeMessage(msg))
+		return pc.write(dir, typ, pc.sess.nodeMessage(msg), true)
 	}
 	v := pc.sess.clientMessage(pc.ctx, msg)
 	if v.close != nil {
 		return &sideError{sideClient, v.close}
 	}
 	if v.reply != nil {
-		if err := pc.write(toClient, websocket.MessageText, v.reply); err != nil {
+		if err := pc.write(toClient, websocket.MessageText, v.reply, false); err != nil {
 			return err
 		}
 	}
 	if v.forward != nil {
-		return pc.write(toNode, typ, v.forward)
+		return pc.write(toNode, typ, v.forward, true)
 	}
 	return nil
 }
 
 // write sends msg as one frame in direction dir.
-func (pc *proxyConn) write(dir direction, typ websocket.MessageType, msg []byte) error {
-	dst, dstSide := pc.nc, sideNode
+//
+// gather is set when the copier of direction dir writes: the bytes may be
+// held back until that copier would block reading (see sideConn). Others
+// (the gateway answering a client from the other copier) write through.
+func (pc *proxyConn) write(dir direction, typ websocket.MessageType, msg []byte, gather bool) error {
+	dst, dstSide, side := pc.nc, sideNode, pc.nside
 	if dir == toClient {
-		dst, dstSide = pc.cc, sideClient
+		dst, dstSide, side = pc.cc, sideClient, pc.cside.Load()
 		pc.toClient.Lock()
 		defer pc.toClient.Unlock()
 		if pc.draining {
@@ -248,7 +263,13 @@ func (pc *proxyConn) write(dir direction, typ websocket.MessageType, msg []byte)
 	}
 	st := &pc.stats[dir]
 	st.writeStart.Add(1)
+	if gather {
+		side.hold(true)
+	}
 	err := dst.Write(context.Background(), typ, msg)
+	if gather {
+		side.hold(false)
+	}
 	st.writeDone.Add(1)
 	if err != nil {
 		return &sideError{dstSide, err}

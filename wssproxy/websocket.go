@@ -1,14 +1,12 @@
 package wssproxy
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -62,7 +60,7 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	defer p.unregister(pc)
 
-	node, fail := p.dialPool(r, pc)
+	node, nodeSide, fail := p.dialPool(r, pc)
 	if fail != nil {
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
 		p.metrics.Handshake("", fail.reason)
@@ -86,7 +84,8 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client.SetReadLimit(p.readLimit())
-	pc.raw.Store(&hc.conn)
+	pc.cside.Store(hc.side)
+	pc.link(hc.side, nodeSide)
 	p.metrics.Handshake(pc.b.host, "ok")
 	pc.run(client, node)
 }
@@ -177,17 +176,17 @@ type dialFailure struct {
 
 // dialPool dials the pool's nodes in order of preference until one
 // answers, and assigns it to pc. A node that fails is marked unhealthy.
-func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*websocket.Conn, *dialFailure) {
+func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*websocket.Conn, *sideConn, *dialFailure) {
 	var fail *dialFailure
 	for _, b := range p.candidates() {
 		if r.Context().Err() != nil {
 			break
 		}
-		node, f := p.dialNode(r, b)
+		node, side, f := p.dialNode(r, b)
 		if f == nil {
 			b.conns.Add(1)
 			pc.b = b
-			return node, nil
+			return node, side, nil
 		}
 		fail = f
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
@@ -197,12 +196,13 @@ func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*websocket.Conn, *dial
 	if fail == nil {
 		fail = &dialFailure{http.StatusBadGateway, RefusalNodeDown, "client went away", r.Context().Err()}
 	}
-	return nil, fail
+	return nil, nil, fail
 }
 
 // dialNode opens node b's WebSocket for client request r.
-func (p *Proxy) dialNode(r *http.Request, b *backend) (*websocket.Conn, *dialFailure) {
-	ctx, cancel := context.WithTimeout(r.Context(), p.opts.HandshakeTimeout)
+func (p *Proxy) dialNode(r *http.Request, b *backend) (*websocket.Conn, *sideConn, *dialFailure) {
+	slot := &nodeSlot{}
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), nodeSlotKey{}, slot), p.opts.HandshakeTimeout)
 	defer cancel()
 	start := time.Now()
 	h := http.Header{}
@@ -217,7 +217,7 @@ func (p *Proxy) dialNode(r *http.Request, b *backend) (*websocket.Conn, *dialFai
 		h.Set("Origin", o)
 	}
 	node, resp, err := websocket.Dial(ctx, nodeURL(b.url, r), &websocket.DialOptions{
-		HTTPClient:      p.dial,
+		HTTPClient:      p.wsDial,
 		HTTPHeader:      h,
 		Subprotocols:    subprotocols(r),
 		CompressionMode: websocket.CompressionDisabled,
@@ -226,17 +226,17 @@ func (p *Proxy) dialNode(r *http.Request, b *backend) (*websocket.Conn, *dialFai
 	if err == nil {
 		p.log.LogAttrs(r.Context(), slog.LevelDebug, "wssproxy: node dialed",
 			slog.String("upstream", b.host), slog.Duration("latency", time.Since(start)))
-		return node, nil
+		return node, slot.side, nil
 	}
 	switch {
 	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
-		return nil, &dialFailure{http.StatusBadGateway, RefusalNodeRefused,
+		return nil, nil, &dialFailure{http.StatusBadGateway, RefusalNodeRefused,
 			fmt.Sprintf("node refused the WebSocket handshake (%s)", resp.Status), err}
 	case ctx.Err() != nil && r.Context().Err() == nil, isTimeout(err):
-		return nil, &dialFailure{http.StatusGatewayTimeout, RefusalNodeTimeout,
+		return nil, nil, &dialFailure{http.StatusGatewayTimeout, RefusalNodeTimeout,
 			"node did not complete the WebSocket handshake in time", err}
 	default:
-		return nil, &dialFailure{http.StatusBadGateway, RefusalNodeDown,
+		return nil, nil, &dialFailure{http.StatusBadGateway, RefusalNodeDown,
 			"node unavailable: " + dialCause(err), err}
 	}
 }
@@ -287,19 +287,4 @@ func subprotocols(r *http.Request) []string {
 		}
 	}
 	return out
-}
-
-// hijackCapture keeps the client's connection that websocket.Accept
-// hijacks, so that a drain can send the close frame without
-// websocket.Conn.Close (which discards what the client sends meanwhile),
-// and a kill can cut the socket whatever the websocket package is waiting for.
-type hijackCapture struct {
-	http.ResponseWriter
-	conn net.Conn
-}
-
-func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	h.conn = c
-	return c, brw, err
 }
