@@ -958,3 +958,43 @@ func TestHostileStalledFrame(t *testing.T) {
 	c.Close()
 	fp.settle(t, heapSlack)
 }
+
+// TestHostileSlowFragments: a client that sends one message as slow
+// fragments, answering pings between them, is within its rights: the
+// gateway's pings to the node must not wait behind the message, or the
+// node would look dead (the client closed with 1012, the node marked
+// unhealthy) at a client's whim.
+func TestHostileSlowFragments(t *testing.T) {
+	node := newRecNode(t, nil)
+	_, addr := serveGateway(t, node.URL(), &Options{PingInterval: 100 * time.Millisecond}, time.Second, nil)
+	fp := takeFootprint()
+	ctx := testCtx(t)
+	c := dial(t, "ws://"+addr, nil)
+	closed := c.CloseRead(ctx) // answers the gateway's pings
+	w, err := c.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for i := range 8 {
+		part := fmt.Appendf(nil, "fragment %d;", i)
+		want = append(want, part...)
+		if _, err := w.Write(part); err != nil {
+			t.Fatalf("fragment %d: %v", i, err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the node to receive the message", func() bool { return len(node.Msgs()) == 1 || closed.Err() != nil })
+	if closed.Err() != nil {
+		t.Fatalf("the gateway closed the client while it sent fragments and answered pings")
+	}
+	if m := node.Msgs(); !m[0].equal(newRecMsg(websocket.MessageText, want)) {
+		t.Errorf("node received %v, want %q", m[0], want)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	node.end(t)
+	fp.settle(t, heapSlack)
+}
