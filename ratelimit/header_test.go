@@ -84,6 +84,9 @@ func addrsIn(lines []string) map[netip.Addr]bool {
 		}
 	}
 	for _, line := range lines {
+		for _, part := range strings.Split(line, ",") { // whole elements: a zone may hold spaces
+			add(strings.Trim(part, " \t"))
+		}
 		line = strings.ReplaceAll(line, `\`, "")
 		for _, tok := range strings.FieldsFunc(line, func(r rune) bool { return strings.ContainsRune(",;= \t\"[]", r) }) {
 			add(tok)
