@@ -72,6 +72,10 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
+		// NewServer sets no ReadTimeout, since WebSockets are long-lived:
+		// bound the body here, or a client trickling it holds a handler
+		// (and, with AllowAll, a request to the node) for ever.
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(p.opts.HandshakeTimeout))
 	}
 	if r.Method == http.MethodPost && !p.opts.Policy.allowsAll() {
 		p.serveRPCPost(w, r)

@@ -65,9 +65,6 @@ func matchingGoroutines() [][]byte {
 	records := bytes.Split(buf, []byte("\n\n"))
 	var out [][]byte
 	for _, g := range records[1:] {
-		if knownLeak(g) {
-			continue
-		}
 		for _, m := range leakMarkers {
 			if bytes.Contains(g, m) {
 				out = append(out, g)
@@ -76,23 +73,6 @@ func matchingGoroutines() [][]byte {
 		}
 	}
 	return out
-}
-
-// knownLeak reports whether g is a leak already reported and awaiting its
-// fix, so that the check stays green for everything else meanwhile.
-//
-// echoNode's stall mode (upstream_test.go) waits for r.Context() to end,
-// but a hijacked request's context only ends when its handler returns, so
-// the handler of TestPings/silent_node_detected never exits. Remove this
-// once echoNode stops waiting on it.
-// WSSGATE_LEAK_STRICT=1 turns the exemption off.
-func knownLeak(g []byte) bool {
-	if os.Getenv("WSSGATE_LEAK_STRICT") != "" {
-		return false
-	}
-	return bytes.HasPrefix(g, []byte("goroutine ")) &&
-		bytes.Contains(g, []byte(" [chan receive")) &&
-		bytes.Contains(g, []byte("wssproxy.(*echoNode).serve("))
 }
 
 // footprint is the process's goroutine count and live heap at one moment.

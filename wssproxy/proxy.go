@@ -138,6 +138,11 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reaso
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if r.ContentLength != 0 {
+		// Or net/http reads up to 256 KiB of the unread body before it
+		// sends the refusal, waiting on a client that may never send it.
+		h.Set("Connection", "close")
+	}
 	w.WriteHeader(status)
 	fmt.Fprintf(w, "wssgate: %s\n", detail)
 }

@@ -55,11 +55,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // and logs the connection. It runs the node-to-client copier itself and
 // the client-to-node copier in a second goroutine, and waits for both.
 func (pc *proxyConn) run(cc, nc *websocket.Conn) {
-	pc.ctx, pc.cancel = context.WithCancel(context.Background())
-	defer pc.cancel()
-	pc.toClient.Lock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pc.toClient.Lock() // drain reads these under it
 	draining := pc.draining
 	pc.cc, pc.nc = cc, nc
+	pc.ctx, pc.cancel = ctx, cancel
 	pc.toClient.Unlock()
 	pc.p.metrics.ConnOpened(pc.b.host)
 	defer pc.closed()

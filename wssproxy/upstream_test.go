@@ -36,18 +36,21 @@ type echoNode struct {
 	mu      sync.Mutex
 	conns   map[*websocket.Conn]bool
 	headers []http.Header
-	closed  chan error  // receives each connection's end, buffered
-	accepts chan string // receives the chosen subprotocol per connection
+	closed  chan error    // receives each connection's end, buffered
+	accepts chan string   // receives the chosen subprotocol per connection
+	stop    chan struct{} // closed at the end of the test: stalled handlers return
 }
 
 func newEchoNode(t *testing.T, configure func(*echoNode)) *echoNode {
 	t.Helper()
-	n := &echoNode{closed: make(chan error, 1024), accepts: make(chan string, 1024), conns: map[*websocket.Conn]bool{}}
+	n := &echoNode{closed: make(chan error, 1024), accepts: make(chan string, 1024), conns: map[*websocket.Conn]bool{},
+		stop: make(chan struct{})}
 	if configure != nil {
 		configure(n)
 	}
 	n.srv = httptest.NewServer(http.HandlerFunc(n.serve))
 	t.Cleanup(n.srv.Close)
+	t.Cleanup(func() { close(n.stop) }) // runs first
 	return n
 }
 
@@ -92,7 +95,9 @@ func (n *echoNode) serve(w http.ResponseWriter, r *http.Request) {
 		c.Write(ctx, websocket.MessageText, []byte(n.greet))
 	}
 	if n.stall {
-		<-r.Context().Done()
+		// A hijacked request's context ends only when its handler
+		// returns, so wait for the test to end instead.
+		<-n.stop
 		c.CloseNow()
 		n.closed <- errors.New("stalled")
 		return

@@ -123,6 +123,11 @@ func checkHandshake(r *http.Request) (status int, why string) {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
 		return http.StatusBadRequest, "WebSocket handshake needs HTTP/1.1"
 	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// net/http would wait for it, up to 256 KiB, when the handshake is
+		// hijacked: after the node was dialed, and with no timeout.
+		return http.StatusBadRequest, "WebSocket handshake must not have a body"
+	}
 	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
 		return http.StatusUpgradeRequired, fmt.Sprintf("unsupported Sec-WebSocket-Version %q; want 13", v)
 	}
