@@ -33,13 +33,14 @@ func (p *Proxy) transport() *http.Transport {
 	return tr
 }
 
-// wsTransport dials nodes for WebSockets: never an idle keep-alive
-// connection, always a new one wrapped in a sideConn.
-func (p *Proxy) wsTransport() *http.Transport {
-	tr := p.transport()
-	tr.DialContext = dialNodeConn(&net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second})
-	tr.DisableKeepAlives = true
-	return tr
+// wsTransport dials nodes for WebSockets: always a new connection,
+// wrapped in a sideConn.
+func (p *Proxy) wsTransport() http.RoundTripper {
+	return &upgradeTransport{
+		dialer:      &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second},
+		dialTimeout: p.opts.DialTimeout,
+		tls:         p.opts.UpstreamTLS,
+	}
 }
 
 func (p *Proxy) reverseProxy(tr http.RoundTripper) *httputil.ReverseProxy {

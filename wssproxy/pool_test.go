@@ -2,16 +2,20 @@ package wssproxy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/certs"
 	"github.com/wssgate/wssgate/internal/rpctest"
 )
 
@@ -416,5 +420,40 @@ func TestPoolNodeStopsAnsweringPings(t *testing.T) {
 	defer cancel()
 	if _, _, err := node.Read(ctx); err == nil || ctx.Err() != nil {
 		t.Errorf("node read %v after the gateway gave up; want the connection closed", err)
+	}
+}
+
+// TestWSSUpstream: a node behind wss:// (TLS verified against its own
+// certificate) is dialed, spliced, and health-checked over https://.
+func TestWSSUpstream(t *testing.T) {
+	t.Parallel()
+	src, err := certs.NewSelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := rpctest.Start(&rpctest.Options{TLSConfig: certs.TLSConfig(src), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(src.Certificate().Leaf)
+	p, url := startProxy(t, node.URL(), &Options{UpstreamTLS: &tls.Config{RootCAs: roots}, HealthInterval: time.Hour, Policy: DefaultPolicy()})
+	c := dial(t, url, nil)
+	ctx := testCtx(t)
+	c.Write(ctx, websocket.MessageText, []byte(callJSON(1, "system_chain")))
+	if r := readReply(t, ctx, c); r.Error != nil {
+		t.Fatalf("system_chain over wss upstream: %+v", r)
+	}
+	waitFor(t, "a health check over https", func() bool { return p.Nodes()[0].BestBlock > 0 || slices.Contains(node.Seen(), "system_health") })
+	if !strings.HasPrefix(node.URL(), "wss://") || !p.Ready() {
+		t.Errorf("node %s, ready %v", node.URL(), p.Ready())
+	}
+
+	// An untrusted node certificate is a dial failure, not a splice.
+	_, url = startProxy(t, node.URL(), &Options{})
+	_, resp, err := websocket.Dial(ctx, url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("node with an untrusted certificate: %v %v, want 502", resp, err)
 	}
 }
