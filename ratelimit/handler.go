@@ -35,7 +35,9 @@ func Handler(next http.Handler, key KeyFunc, l Limiter) http.Handler {
 }
 
 // ConnHandler holds a slot of l, for the request's key, for as long as
-// next.ServeHTTP runs. That covers a hijacked WebSocket connection when
+// next.ServeHTTP runs. (wssproxy's Proxy returns from ServeHTTP once a
+// WebSocket is spliced: give it the limiter as Options.ConnLimit instead.)
+// That covers a hijacked WebSocket connection when
 // next blocks until the connection ends, as a proxy does. A request
 // refused with [ErrTooManyForKey] gets 429 Too Many Requests, one
 // refused with [ErrTooMany] 503 Service Unavailable, both with

@@ -113,7 +113,10 @@ func parseUpstream(s string) (*url.URL, error) {
 }
 
 // ServeHTTP splices a WebSocket upgrade to the node, or forwards a plain
-// HTTP request to it. For WebSockets it returns when the connection ends.
+// HTTP request to it. For a WebSocket it returns once the connection is
+// spliced, which goes on in goroutines of the proxy's own (tracked for
+// Shutdown and Close); so cap connections with Options.ConnLimit, not
+// with middleware that counts ServeHTTP calls in progress.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if hasToken(r.Header, "Connection", "upgrade") {
 		if !hasToken(r.Header, "Upgrade", "websocket") {

@@ -38,8 +38,10 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		p.metrics.Handshake("", RefusalRate)
 		return
 	}
+	release := func() {}
 	if cl := p.opts.ConnLimit; cl != nil {
-		release, err := cl.Acquire(key)
+		var err error
+		release, err = cl.Acquire(key)
 		if err != nil {
 			status, reason, why := http.StatusTooManyRequests, RefusalConnsClient, "too many connections from this client"
 			if errors.Is(err, ratelimit.ErrTooMany) {
@@ -50,15 +52,21 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			p.metrics.Handshake("", reason)
 			return
 		}
-		defer release()
 	}
 	pc := p.newConn(key)
 	if pc == nil {
+		release()
 		p.refuse(w, r, http.StatusServiceUnavailable, RefusalShuttingDown, "gateway is shutting down")
 		p.metrics.Handshake("", RefusalShuttingDown)
 		return
 	}
-	defer p.unregister(pc)
+	spliced := false
+	defer func() {
+		if !spliced {
+			p.unregister(pc)
+			release()
+		}
+	}()
 
 	node, nodeSide, fail := p.dialPool(r, pc)
 	if fail != nil {
@@ -87,7 +95,16 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	pc.cside.Store(hc.side)
 	pc.link(hc.side, nodeSide)
 	p.metrics.Handshake(pc.b.host, "ok")
-	pc.run(client, node)
+	// The splice runs on in goroutines of its own, and ServeHTTP returns:
+	// net/http then frees this goroutine's stack (deep after a TLS
+	// handshake) and its buffers, which would otherwise be held for the
+	// life of every connection.
+	spliced = true
+	go func() {
+		defer release()
+		defer p.unregister(pc)
+		pc.run(client, node)
+	}()
 }
 
 // allowRequest applies Options.RequestLimit to a handshake or HTTP
