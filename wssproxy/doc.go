@@ -30,10 +30,11 @@
 // # Close codes
 //
 // A close frame from either peer is passed to the other with its code and
-// reason. Otherwise: a client that vanishes, stops answering pings or
-// stops reading leaves the node a 1001 (going away); a node that vanishes
-// or stops answering pings leaves the client a 1012 (service restart) so
-// it reconnects; a message over [Options.ReadLimit] gets its sender 1009;
+// reason, except a node's 1001 (going away: it is shutting down), which
+// reaches the client as 1012 (service restart) since the gateway stays.
+// Otherwise: a client that vanishes, stops answering pings or stops
+// reading leaves the node a 1001 (going away); a node that vanishes or
+// stops answering pings leaves the client a 1012 so it reconnects; a message over [Options.ReadLimit] gets its sender 1009;
 // [Proxy.Shutdown] sends both 1001.
 //
 // # Shutdown

@@ -457,3 +457,31 @@ func TestWSSUpstream(t *testing.T) {
 		t.Errorf("node with an untrusted certificate: %v %v, want 502", resp, err)
 	}
 }
+
+// TestNodeGoingAway: a node that shuts down cleanly (close 1001, as on a
+// restart for an upgrade) leaves its clients a 1012, so they reconnect,
+// and leaves the pool until it is healthy again.
+func TestNodeGoingAway(t *testing.T) {
+	t.Parallel()
+	a, b := startNode(t), startNode(t)
+	_, url := startPool(t, []string{a.URL(), b.URL()}, &Options{HealthInterval: time.Hour})
+	ctx := testCtx(t)
+	c := dial(t, url, nil)
+	c.Write(ctx, websocket.MessageText, []byte(callJSON(1, "system_chain")))
+	readReply(t, ctx, c)
+	first, other := a, b
+	if b.Conns() == 1 {
+		first, other = b, a
+	}
+	first.Close() // close frames 1001 "node shutting down"
+	_, _, err := c.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusServiceRestart || !strings.Contains(ce.Reason, "node going away") {
+		t.Fatalf("client saw %v, want 1012 node going away", err)
+	}
+	c2 := dial(t, url, nil)
+	c2.Write(ctx, websocket.MessageText, []byte(callJSON(2, "system_chain")))
+	if r := readReply(t, ctx, c2); r.Error != nil || other.Conns() != 1 {
+		t.Errorf("reconnect: %+v, other node has %d conns, want 1", r, other.Conns())
+	}
+}

@@ -399,6 +399,12 @@ func (pc *proxyConn) classify(err error) closeInfo {
 		}
 	case sideNode:
 		switch {
+		case peerCode == websocket.StatusGoingAway && !pc.isDraining():
+			// The node is shutting down (a restart, an upgrade): the
+			// gateway is not, so tell the client to come back (1012), to
+			// another node, and take this one out until it is healthy.
+			ci.clientCode, ci.clientReason = websocket.StatusServiceRestart, "node going away: "+ce.Reason
+			pc.p.recordHealth(pc.b, fmt.Errorf("node going away: %s", ce.Reason))
 		case peerCode != -1:
 			ci.clientCode, ci.clientReason = peerCode, ce.Reason
 		case errors.Is(se.err, websocket.ErrMessageTooBig):
@@ -417,6 +423,12 @@ func (pc *proxyConn) classify(err error) closeInfo {
 		ci.nodeCode, ci.nodeReason = websocket.StatusGoingAway, reason
 	}
 	return ci
+}
+
+func (pc *proxyConn) isDraining() bool {
+	pc.toClient.Lock()
+	defer pc.toClient.Unlock()
+	return pc.draining
 }
 
 // closeSides sends the chosen close frames (waiting for the close
