@@ -350,7 +350,7 @@ func TestHostileSlowHandshake(t *testing.T) {
 	if len(got) > 0 && !bytes.HasPrefix(got, []byte("HTTP/1.1 400 ")) && !bytes.HasPrefix(got, []byte("HTTP/1.1 408 ")) {
 		t.Errorf("gateway answered %q, want nothing, 400 or 408", got)
 	}
-	if elapsed < headerTimeout*8/10 || elapsed > 3*time.Second {
+	if elapsed < headerTimeout*8/10 || elapsed > 8*time.Second {
 		t.Errorf("connection closed after %v, want about ReadHeaderTimeout (%v)", elapsed, headerTimeout)
 	}
 	conn.Close()
@@ -403,7 +403,7 @@ func TestHostileClientNeverReads(t *testing.T) {
 			flooded := node.flooded.Load()
 			t.Logf("dropped after %v; node flooded %d KiB, client's socket held %d KiB; gateway heap peak growth %d KiB",
 				dropped.Round(time.Millisecond), flooded>>10, backlog>>10, peak>>10)
-			if dropped > 3*time.Second {
+			if dropped > 8*time.Second { // about WriteTimeout; generous for loaded CI machines
 				t.Errorf("client dropped after %v, want about WriteTimeout", dropped)
 			}
 			if peak > heapSlack {
@@ -943,7 +943,7 @@ func TestHostileStalledFrame(t *testing.T) {
 	if code := c.readClose(t); code != -1 && code != int(websocket.StatusGoingAway) {
 		t.Errorf("client got close code %d, want the connection dropped", code)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > 8*time.Second {
 		t.Errorf("dropped after %v, want about two PingIntervals", d)
 	}
 	if code := node.end(t); code != websocket.StatusGoingAway {

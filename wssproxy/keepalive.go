@@ -123,11 +123,22 @@ func (k *keepalive) ping(timeout time.Duration) error {
 	go func() { nodeErr <- k.pc.nc.Ping(ctx) }()
 	cerr := k.pc.cc.Ping(ctx)
 	nerr := <-nodeErr
+	// If both are silent, blame the one whose writes are stuck (a client
+	// that stopped reading), else the node: its client then gets a close
+	// frame (1012) and reconnects rather than being dropped unheard, which
+	// also does least harm when an overloaded gateway missed both pongs.
+	if nerr != nil && cerr != nil {
+		if st := &k.pc.stats[toClient]; st.writeStart.Load() != st.writeDone.Load() {
+			nerr = nil
+		} else {
+			cerr = nil
+		}
+	}
 	switch {
-	case cerr != nil:
-		return &sideError{sideClient, errPingTimeout}
 	case nerr != nil:
 		return &sideError{sideNode, errPingTimeout}
+	case cerr != nil:
+		return &sideError{sideClient, errPingTimeout}
 	}
 	return nil
 }
