@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -84,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs.StringVar(&c.listen, "listen", ":8443", "address to serve wss:// and https:// on")
 	fs.StringVar(&c.upstream, "upstream", "ws://127.0.0.1:9944", "the node's ws:// or wss:// URL; several, comma-separated, form a pool")
-	fs.StringVar(&c.adminListen, "admin-listen", "127.0.0.1:9616", "address for /metrics (Prometheus), /debug/vars (expvar) and /ready; empty disables")
+	fs.StringVar(&c.adminListen, "admin-listen", "127.0.0.1:9616", "private address for /metrics (Prometheus), /debug/vars (expvar), /debug/pprof and /ready; empty disables")
 	fs.DurationVar(&c.healthInterval, "health-interval", wssproxy.DefaultHealthInterval, "how often nodes are health-checked (negative: never)")
 	fs.Uint64Var(&c.maxBlockLag, "max-block-lag", wssproxy.DefaultMaxBlockLag, "blocks a node may trail the best node and still get connections")
 	fs.StringVar(&c.certFile, "cert", "", "PEM certificate chain (with -key) instead of a self-signed one; reloaded on change and SIGHUP")
@@ -219,6 +220,8 @@ func serveAdmin(addr string, proxy *wssproxy.Proxy, metrics *wssproxy.Counters, 
 	mux.Handle("GET /metrics", metrics)
 	mux.Handle("GET /ready", proxy.ReadyHandler())
 	mux.Handle("GET /debug/vars", expvarHandler(metrics))
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // CPU and heap profiles, for the benchmarks
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	logger.Info("admin endpoints", "metrics", "http://"+ln.Addr().String()+"/metrics", "ready", "http://"+ln.Addr().String()+"/ready")
