@@ -20,8 +20,8 @@ import (
 )
 
 // startPool serves a pool of upstreams on a loopback httptest server and
-// returns it with its ws:// URL. Defaults are startProxy's: a pure splice
-// (AllowAll) and no health checks, unless opts says otherwise.
+// returns it with its ws:// URL. Unless opts says otherwise: a pure splice
+// (AllowAll) and no health checks.
 func startPool(t *testing.T, upstreams []string, opts *Options) (*Proxy, string) {
 	t.Helper()
 	if opts == nil {
@@ -31,10 +31,10 @@ func startPool(t *testing.T, upstreams []string, opts *Options) (*Proxy, string)
 		opts.Logger = testLogger(t)
 	}
 	if opts.Policy == nil {
-		opts.Policy = AllowAll()
+		opts.Policy = AllowAll() // splice tests send non-JSON; inspection has its own tests
 	}
 	if opts.HealthInterval == 0 {
-		opts.HealthInterval = -1
+		opts.HealthInterval = -1 // health checks have their own tests
 	}
 	p, err := NewPool(upstreams, opts)
 	if err != nil {

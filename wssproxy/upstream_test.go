@@ -188,28 +188,7 @@ func (n *echoNode) nextClose(t *testing.T) error {
 // pure splice (AllowAll policy).
 func startProxy(t *testing.T, upstream string, opts *Options) (*Proxy, string) {
 	t.Helper()
-	if opts == nil {
-		opts = &Options{}
-	}
-	if opts.Logger == nil {
-		opts.Logger = testLogger(t)
-	}
-	if opts.Policy == nil {
-		opts.Policy = AllowAll() // splice tests send non-JSON; inspection has its own tests
-	}
-	if opts.HealthInterval == 0 {
-		opts.HealthInterval = -1 // health checks have their own tests
-	}
-	p, err := New(upstream, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(func() {
-		p.Close()
-		srv.Close()
-	})
-	return p, "ws" + strings.TrimPrefix(srv.URL, "http")
+	return startPool(t, []string{upstream}, opts)
 }
 
 func dial(t *testing.T, url string, opts *websocket.DialOptions) *websocket.Conn {
