@@ -20,6 +20,23 @@
 // both ways. Plain HTTP requests (JSON-RPC POSTs, GET /health) are
 // forwarded to the node's http:// (https:// for wss://) URL.
 //
+// # Security
+//
+// By default ([Options.Policy] nil) the proxy reads every client message
+// and refuses the methods a Substrate node marks unsafe ([UnsafeMethods],
+// such as author_insertKey), answering them with a JSON-RPC error; a node
+// bound to 127.0.0.1 with --rpc-methods auto would otherwise serve them to
+// every internet client. Batches are judged element by element, HTTP POSTs
+// likewise. A message the policy cannot read (not JSON) is answered, not
+// forwarded. [AllowAll] turns inspection off for a pure splice.
+//
+// Per-client limits ([Options.RequestLimit], [Options.ConnLimit]) act
+// before the node is dialed; message limits ([Options.MessageRate],
+// [Options.ClientMessageLimit], [Options.MaxSubscriptions]) act inside the
+// stream. Clients are identified by [Options.Key]: the peer address, or
+// what [Options.TrustedProxies] report. Serve with [NewServer], whose
+// timeouts and header limits a public endpoint needs.
+//
 // # Headers
 //
 // The node is sent its own Host (a node bound to localhost rejects any
