@@ -148,7 +148,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	metrics := wssproxy.NewCounters()
 	opts.Metrics = metrics
-	proxy, err := wssproxy.NewPool(strings.Split(c.upstream, ","), opts)
+	var upstreams []string
+	for u := range strings.SplitSeq(c.upstream, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			upstreams = append(upstreams, u)
+		}
+	}
+	proxy, err := wssproxy.NewPool(upstreams, opts)
 	if err != nil {
 		return err
 	}
