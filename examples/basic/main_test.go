@@ -74,25 +74,36 @@ func gateway(t *testing.T, node *rpctest.Node, extra ...string) (string, *tls.Co
 	return addr, &tls.Config{RootCAs: pool}, stop
 }
 
-// TestBasic is the issue's acceptance check: a wss client trusting the
-// printed certificate sends requests and receives subscriptions, an HTTPS
-// POST is answered, and a shutdown sends the client 1001.
-func TestBasic(t *testing.T) {
+// connect starts a test node and the gateway in front of it, and opens a
+// wss:// connection trusting the gateway's printed certificate. It returns
+// the node, the gateway's address, an HTTPS client trusting it, the
+// connection, and the gateway's stop function.
+func connect(t *testing.T) (*rpctest.Node, string, *http.Client, *websocket.Conn, func() error) {
+	t.Helper()
 	node, err := rpctest.Start(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer node.Close()
+	t.Cleanup(func() { node.Close() })
 	addr, tlsConf, stop := gateway(t, node)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
 	c, _, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: client})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.CloseNow()
+	t.Cleanup(func() { c.CloseNow() })
+	return node, addr, client, c, stop
+}
+
+// TestBasic is the issue's acceptance check: a wss client trusting the
+// printed certificate sends requests and receives subscriptions, an HTTPS
+// POST is answered, and a shutdown sends the client 1001.
+func TestBasic(t *testing.T) {
+	node, addr, client, c, stop := connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	call(t, ctx, c, `{"id":1,"jsonrpc":"2.0","method":"system_chain","params":[]}`, `"result"`)
 	call(t, ctx, c, `{"id":2,"jsonrpc":"2.0","method":"chain_subscribeNewHeads","params":[]}`, `"result"`)
 	node.Advance()
@@ -173,20 +184,9 @@ func (b *syncBuffer) String() string {
 // default gateway refuses every method of the preset with a JSON-RPC error,
 // over WebSocket, in a batch and over HTTP POST, and the node sees none.
 func TestBasicRefusesUnsafe(t *testing.T) {
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	addr, tlsConf, _ := gateway(t, node)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	node, addr, client, c, _ := connect(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
 
 	var batch []string
 	for i, m := range wssproxy.UnsafeMethods {
