@@ -71,62 +71,77 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusRequestEntityTooLarge, RefusalBodyTooLarge, "request body too large")
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	if hasBody {
 		r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
 		// NewServer sets no ReadTimeout, since WebSockets are long-lived:
 		// bound the body here, or a client trickling it holds a handler
 		// (and, with AllowAll, a request to the node) for ever.
 		http.NewResponseController(w).SetReadDeadline(time.Now().Add(p.opts.HandshakeTimeout))
 	}
-	if r.Method == http.MethodPost && !p.opts.Policy.allowsAll() {
+	if hasBody && !p.opts.Policy.allowsAll() {
+		// Every body is judged by the policy, whatever the method: the
+		// node, or anything between, may treat "post" or PUT as POST.
+		if r.Method != http.MethodPost {
+			p.refuseMethod(w, r)
+			return
+		}
 		p.serveRPCPost(w, r)
 		return
 	}
 	p.http.ServeHTTP(w, r)
 }
 
+// refuseMethod answers a request with a body and a method other than POST
+// while a policy is on: 405, as a JSON-RPC error for a JSON-RPC body.
+func (p *Proxy) refuseMethod(w http.ResponseWriter, r *http.Request) {
+	p.metrics.Refused(RefusalMethod)
+	w.Header().Set("Allow", "GET, POST")
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+	if t := jsonrpc.TrimSpace(body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		b := jsonrpc.AppendError(nil, nil, jsonrpc.CodeInvalidRequest,
+			"HTTP method "+r.Method+" not allowed: send JSON-RPC requests with POST", "")
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		w.Write(b)
+		return
+	}
+	http.Error(w, "method "+r.Method+" not allowed: send JSON-RPC requests with POST", http.StatusMethodNotAllowed)
+}
+
 // mergeKey carries, in a forwarded request's context, the JSON-RPC errors
 // to merge into the node's batch reply.
 type mergeKey struct{}
 
-// serveRPCPost applies the method policy to a JSON-RPC POST: refused calls
-// are answered by the gateway, the rest forwarded, and for a batch the
-// node's reply gets the refusals merged in.
+// serveRPCPost applies the session's policy to a JSON-RPC POST: refused
+// calls are answered by the gateway, the rest forwarded, and for a batch
+// the node's reply gets the refusals merged in.
 func (p *Proxy) serveRPCPost(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		p.httpError(w, r, err)
 		return
 	}
-	calls, batch, err := jsonrpc.Parse(body, maxBatch, nil)
-	var errs, keep [][]byte
-	var out []byte
-	if err != nil {
-		var je *jsonrpc.Error
-		errors.As(err, &je)
-		p.writeRPC(w, jsonrpc.AppendError(nil, nil, je.Code, je.Reason, ""))
-		return
-	}
-	for i := range calls {
-		start := len(out)
-		var denied bool
-		if out, denied = p.checkPolicy(out, &calls[i]); denied {
-			errs = append(errs, out[start:])
-		} else {
-			keep = append(keep, body[calls[i].Start:calls[i].End])
-		}
-	}
+	s := &session{p: p, http: true}
+	calls, batch, v := s.judgeMessage(r.Context(), body)
 	switch {
-	case len(errs) == 0:
-	case !batch:
-		p.writeRPC(w, errs[0])
+	case v != nil:
+		p.writeRPC(w, v.reply)
 		return
-	case len(keep) == 0:
-		p.writeRPC(w, jsonrpc.AppendBatch(nil, errs...))
+	case len(s.errs) == 0 && len(s.keep) == 0:
+		p.writeRPC(w, nil) // a refused notification: no answer, as from the node
+		return
+	case len(s.errs) == 0:
+	case !batch:
+		p.writeRPC(w, s.errs[0])
+		return
+	case len(s.keep) == 0:
+		p.writeRPC(w, jsonrpc.AppendBatch(nil, s.errs...))
 		return
 	default:
-		body = jsonrpc.AppendBatch(nil, keep...)
-		r = r.WithContext(context.WithValue(r.Context(), mergeKey{}, joinComma(errs)))
+		body = s.appendKept(nil, body, calls)
+		r = r.WithContext(context.WithValue(r.Context(), mergeKey{}, joinComma(s.errs)))
 		r.Header.Del("Accept-Encoding") // the reply is edited: get it uncompressed
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -156,13 +171,12 @@ func mergeReply(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	end := bytes.LastIndexByte(body, ']')
-	if resp.StatusCode != http.StatusOK || end < 0 || jsonrpc.TrimSpace(body)[0] != '[' {
-		body = append(append([]byte{'['}, merge...), ']')
+	merged, ok := jsonrpc.MergeBatch(nil, body, merge)
+	if resp.StatusCode != http.StatusOK || !ok {
+		merged = jsonrpc.AppendBatch(nil, merge)
 		resp.StatusCode, resp.Status = http.StatusOK, "200 OK"
-	} else {
-		body = append(append(append(body[:end:end], ','), merge...), ']')
 	}
+	body = merged
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))

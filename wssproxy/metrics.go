@@ -50,6 +50,7 @@ const (
 	RefusalNodeTimeout  = "node_timeout"
 	RefusalNodeRefused  = "node_refused"
 	RefusalBodyTooLarge = "body_too_large"
+	RefusalMethod       = "http_method" // a request with a body and a method other than POST
 	RefusalRate         = "rate"
 	RefusalConnsClient  = "conns_per_client"
 	RefusalConnsTotal   = "conns_total"

@@ -6,20 +6,31 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/wssgate/wssgate/internal/jsonrpc"
 )
 
-// Policy decides which JSON-RPC methods clients may call.
+// Policy decides which JSON-RPC methods, and which parameter forms of
+// them, clients may call.
 //
 // Names match case-sensitively, as the node matches them. An entry ending in
 // "*" is a prefix pattern: "chain_*" matches every method starting with
 // "chain_", and "*" alone matches every method.
 //
-// The zero Policy allows every method, including the node's unsafe ones
-// (author_insertKey, system_addReservedPeer, ...), to anyone who can reach
-// the gateway: it is the unsafe choice, spelled [AllowAll]. When
-// Options.Policy is nil the proxy uses [DefaultPolicy].
+// The zero Policy is the safe default, the same as a nil *Policy and
+// [DefaultPolicy]: it refuses the node's [UnsafeMethods] and the unsafe
+// parameter forms of safe methods (see [Policy.AllowStorageScans] and
+// state_subscribeStorage below), and allows everything else. Allow and Deny
+// narrow it further; no list widens it, so an empty or mistyped allow list
+// never exposes author_insertKey. The only policy that lets unsafe calls
+// through is the one [AllowAll] returns.
 //
-// A Policy compiles its lists on first use; do not modify Allow or Deny after
+// Parameter rules: state_subscribeStorage without a non-empty list of keys
+// streams every storage change of every block, and the node refuses that
+// form to external callers; the gateway refuses it too, since a node with
+// the default --rpc-methods auto on 127.0.0.1 counts the gateway as local.
+//
+// A Policy compiles its lists on first use; do not modify its fields after
 // the first call to Check or Validate. A Policy is safe for concurrent use.
 type Policy struct {
 	// Allow, if non-empty, lists the only methods clients may call.
@@ -27,11 +38,21 @@ type Policy struct {
 	Allow []string
 
 	// Deny lists methods that are always refused; it wins over Allow.
+	// The node's UnsafeMethods are refused whether listed or not, unless
+	// the Policy comes from AllowAll.
 	Deny []string
+
+	// AllowStorageScans lets clients call state_getStorageSize and
+	// state_getStorageSizeAt. When the key holds no value, the node sums
+	// the sizes of every key under it as a prefix, with no timeout: a call
+	// on "0x" scans the whole state. The node refuses that scan to external
+	// callers but serves it to the gateway, so by default the gateway
+	// refuses both methods. If false, they are refused.
+	AllowStorageScans bool
 
 	once     sync.Once
 	compiled *policyTable
-	isDef    bool // built by DefaultPolicy: name it in reasons
+	unsafe   bool // built by AllowAll: no implicit unsafe list, no parameter rules
 }
 
 // MethodError is the error [Policy.Check] returns for a refused method.
@@ -44,17 +65,19 @@ func (e *MethodError) Error() string {
 	return "wssproxy: method " + e.Method + " is not allowed: " + e.Reason
 }
 
-// DefaultPolicy returns a new policy that denies [UnsafeMethods] and allows
-// everything else. It is what the proxy uses when Options.Policy is nil.
+// DefaultPolicy returns a new policy that denies [UnsafeMethods] and their
+// unsafe parameter forms, and allows everything else: the zero Policy. It is
+// what the proxy uses when Options.Policy is nil.
 func DefaultPolicy() *Policy {
-	return &Policy{Deny: append([]string(nil), UnsafeMethods...), isDef: true}
+	return &Policy{}
 }
 
-// AllowAll returns a new policy that allows every method, the node's unsafe
-// ones included. Use it only when the node itself refuses unsafe methods
-// (--rpc-methods safe) or every client is trusted.
+// AllowAll returns a new policy that allows every method and every
+// parameter form, the node's unsafe ones included. Use it only when the
+// node itself refuses unsafe methods (--rpc-methods safe) or every client is
+// trusted. Deny may still be set on the result.
 func AllowAll() *Policy {
-	return &Policy{}
+	return &Policy{unsafe: true, AllowStorageScans: true}
 }
 
 // Check returns nil if method may be forwarded to the node, or a
@@ -74,18 +97,52 @@ func (p *Policy) Check(method string) error {
 			return &MethodError{Method: method, Reason: e.reason}
 		}
 	}
-	if !t.allowList {
-		return nil
+	if t.allowList && !t.allowed(method) {
+		return &MethodError{Method: method, Reason: "not in the gateway's Policy.Allow list"}
 	}
+	if reason, ok := t.unsafe[method]; ok {
+		return &MethodError{Method: method, Reason: reason}
+	}
+	return nil
+}
+
+func (t *policyTable) allowed(method string) bool {
 	if _, ok := t.allowExact[method]; ok {
-		return nil
+		return true
 	}
 	for _, prefix := range t.allowPrefix {
 		if strings.HasPrefix(method, prefix) {
-			return nil
+			return true
 		}
 	}
-	return &MethodError{Method: method, Reason: "not in the gateway's Policy.Allow list"}
+	return false
+}
+
+// CheckParams is [Policy.Check] with the parameter rules: it returns nil
+// if a call of method with params, its raw JSON params (nil if absent), may
+// be forwarded to the node, or a *[MethodError] saying why not.
+func (p *Policy) CheckParams(method string, params []byte) error {
+	if err := p.Check(method); err != nil {
+		return err
+	}
+	t := p.table()
+	if !t.paramRules {
+		return nil
+	}
+	switch method {
+	case "state_subscribeStorage":
+		if keys, _ := jsonrpc.Param(params, 0, "keys"); jsonrpc.IsEmpty(keys) {
+			return &MethodError{Method: method, Reason: "without a non-empty list of keys it streams every " +
+				"storage change (an unsafe form the node refuses to external callers); pass the keys to watch"}
+		}
+	case "state_getStorageSize", "state_getStorageSizeAt":
+		if !t.scans {
+			return &MethodError{Method: method, Reason: "on a key prefix it makes the node scan the state with no " +
+				"timeout (an unsafe form the node refuses to external callers); the gateway allows it only with " +
+				"Policy.AllowStorageScans (examples/basic: -allow-storage-scans)"}
+		}
+	}
+	return nil
 }
 
 // Validate reports every invalid entry in Allow and Deny: an empty name, a
@@ -127,6 +184,9 @@ func policyEntryProblem(name string) string {
 // policyTable is a Policy compiled for lookups.
 type policyTable struct {
 	invalid     string            // non-empty: refuse everything, with this reason
+	unsafe      map[string]string // UnsafeMethods, unless AllowAll: checked last
+	paramRules  bool              // the parameter rules apply (not AllowAll)
+	scans       bool              // AllowStorageScans
 	denyExact   map[string]string // method -> reason
 	denyPrefix  []policyPrefix    // longest first
 	allowList   bool
@@ -156,12 +216,20 @@ func (p *Policy) compile() *policyTable {
 		denyExact:  make(map[string]string, len(p.Deny)),
 		allowList:  len(p.Allow) > 0,
 		allowExact: make(map[string]struct{}, len(p.Allow)),
+		paramRules: !p.unsafe,
+		scans:      p.AllowStorageScans,
 	}
 	for _, name := range p.Deny {
 		if prefix, ok := strings.CutSuffix(name, "*"); ok {
-			t.denyPrefix = append(t.denyPrefix, policyPrefix{prefix, p.denyReason(name)})
+			t.denyPrefix = append(t.denyPrefix, policyPrefix{prefix, p.denyReason(name, false)})
 		} else {
-			t.denyExact[name] = p.denyReason(name)
+			t.denyExact[name] = p.denyReason(name, false)
+		}
+	}
+	if !p.unsafe {
+		t.unsafe = make(map[string]string, len(UnsafeMethods))
+		for _, name := range UnsafeMethods {
+			t.unsafe[name] = p.denyReason(name, true)
 		}
 	}
 	for _, name := range p.Allow {
@@ -178,10 +246,10 @@ func (p *Policy) compile() *policyTable {
 	return t
 }
 
-func (p *Policy) denyReason(entry string) string {
+func (p *Policy) denyReason(entry string, implicit bool) string {
 	what, unsafe := unsafeMethodKinds[entry]
 	switch {
-	case unsafe && p.isDef:
+	case unsafe && implicit:
 		return "unsafe node method (" + what + "); denied by the gateway's default policy"
 	case unsafe:
 		return "unsafe node method (" + what + "); denied by the gateway's Policy.Deny"
@@ -280,5 +348,5 @@ var unsafeMethodKinds = map[string]string{
 // allowsAll reports whether p refuses nothing, so messages need no
 // reading.
 func (p *Policy) allowsAll() bool {
-	return p != nil && len(p.Allow) == 0 && len(p.Deny) == 0
+	return p != nil && p.unsafe && p.AllowStorageScans && len(p.Allow) == 0 && len(p.Deny) == 0
 }

@@ -99,9 +99,28 @@ func TestPolicyCheck(t *testing.T) {
 		want map[string]string
 	}{
 		{
-			name:    "zero policy allows everything",
+			name:    "zero policy is the safe default",
 			prepare: func() *Policy { return &Policy{} },
-			want:    map[string]string{"author_insertKey": "", "anything": "", "": ""},
+			want: map[string]string{
+				"author_insertKey": "unsafe node method (keystore); denied by the gateway's default policy",
+				"anything":         "", "": "",
+			},
+		},
+		{
+			name:    "an empty allow list exposes nothing unsafe",
+			prepare: func() *Policy { return &Policy{Allow: []string{}, Deny: []string{}} },
+			want: map[string]string{
+				"author_insertKey": "unsafe node method (keystore); denied by the gateway's default policy",
+				"chain_getBlock":   "",
+			},
+		},
+		{
+			name:    "an allow-all pattern exposes nothing unsafe",
+			prepare: func() *Policy { return &Policy{Allow: []string{"*"}} },
+			want: map[string]string{
+				"author_insertKey": "unsafe node method (keystore); denied by the gateway's default policy",
+				"chain_getBlock":   "",
+			},
 		},
 		{
 			name:    "AllowAll",
@@ -314,4 +333,44 @@ func ExamplePolicy() {
 	// <nil>
 	// wssproxy: method chain_subscribeAllHeads is not allowed: denied by the gateway's Policy.Deny entry "chain_subscribeAllHeads"
 	// wssproxy: method state_getStorage is not allowed: not in the gateway's Policy.Allow list
+}
+
+func TestPolicyCheckParams(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		policy *Policy
+		method string
+		params string
+		want   string // substring of the refusal; "" if allowed
+	}{
+		{"storage subscription with keys", nil, "state_subscribeStorage", `[["0x26aa"]]`, ""},
+		{"storage subscription with named keys", nil, "state_subscribeStorage", `{"keys":["0x26aa"]}`, ""},
+		{"storage subscription without params", nil, "state_subscribeStorage", ``, "non-empty list of keys"},
+		{"storage subscription with no keys", nil, "state_subscribeStorage", `[]`, "non-empty list of keys"},
+		{"storage subscription with null keys", nil, "state_subscribeStorage", `[null]`, "non-empty list of keys"},
+		{"storage subscription with an empty key list", nil, "state_subscribeStorage", `[ [ ] ]`, "non-empty list of keys"},
+		{"storage subscription with empty named keys", &Policy{}, "state_subscribeStorage", `{"keys":[]}`, "non-empty list of keys"},
+		{"storage size refused by default", nil, "state_getStorageSize", `["0x"]`, "Policy.AllowStorageScans"},
+		{"storage size at refused by default", &Policy{}, "state_getStorageSizeAt", `["0x", null]`, "Policy.AllowStorageScans"},
+		{"storage size allowed on request", &Policy{AllowStorageScans: true}, "state_getStorageSize", `["0x"]`, ""},
+		{"AllowAll lifts the parameter rules", AllowAll(), "state_subscribeStorage", `[]`, ""},
+		{"the method rule comes first", nil, "author_insertKey", `[]`, "unsafe node method"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var params []byte
+			if tt.params != "" {
+				params = []byte(tt.params)
+			}
+			err := tt.policy.CheckParams(tt.method, params)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("CheckParams(%q, %s) = %v, want nil", tt.method, tt.params, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("CheckParams(%q, %s) = %v, want an error containing %q", tt.method, tt.params, err, tt.want)
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@ package wssproxy
 import (
 	"errors"
 	"fmt"
+	"github.com/wssgate/wssgate/ratelimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -187,27 +188,23 @@ func (p *Proxy) trusted(a netip.Addr) bool {
 	return false
 }
 
-// forwardedHeaders sets X-Forwarded-For, -Proto and -Host on out for a
-// request r: the peer is appended to what a trusted peer sent; headers from
-// an untrusted peer are replaced.
+// forwardedHeaders sets X-Forwarded-For, X-Real-IP, -Proto and -Host on
+// out for a request r. The node gets exactly one X-Forwarded-For entry, the
+// client address the gateway resolved (the peer, or with TrustedProxies the
+// first untrusted hop from the right), and X-Real-IP with the same value:
+// never an entry a client wrote, since the node's own --rpc-rate-limit keys
+// on the left-most entry.
 func (p *Proxy) forwardedHeaders(out http.Header, r *http.Request) {
 	peer := peerAddr(r)
 	trusted := peer.IsValid() && p.trusted(peer)
-	xff := ""
-	if trusted {
-		xff = strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
-	}
-	if peer.IsValid() {
-		if xff != "" {
-			xff += ", "
-		}
-		xff += peer.String()
-	}
 	out.Del("Forwarded")
-	if xff != "" {
-		out.Set("X-Forwarded-For", xff)
+	k := ratelimit.Keyer{TrustedProxies: p.opts.TrustedProxies}
+	if client, err := k.ClientAddr(r); err == nil && client.IsValid() {
+		out.Set("X-Forwarded-For", client.String())
+		out.Set("X-Real-IP", client.String())
 	} else {
 		out.Del("X-Forwarded-For")
+		out.Del("X-Real-IP")
 	}
 	proto := "http"
 	if r.TLS != nil {

@@ -405,8 +405,10 @@ func TestHeadersToNode(t *testing.T) {
 	}{
 		{"untrusted peer's XFF replaced", Options{},
 			http.Header{"X-Forwarded-For": {"6.6.6.6"}, "Origin": {"https://app.example"}}, "127.0.0.1", ""},
-		{"trusted peer's XFF appended", Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-			http.Header{"X-Forwarded-For": {"203.0.113.9"}}, "203.0.113.9, 127.0.0.1", ""},
+		{"trusted peer's XFF resolved to the client alone", Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+			http.Header{"X-Forwarded-For": {"203.0.113.9"}}, "203.0.113.9", ""},
+		{"client-written left-most entries never reach the node", Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+			http.Header{"X-Forwarded-For": {"1.1.1.1, 6.6.6.6", "203.0.113.9"}}, "203.0.113.9", ""},
 		{"origin forwarded on request", Options{ForwardOrigin: true},
 			http.Header{"Origin": {"https://app.example"}}, "127.0.0.1", "https://app.example"},
 	}
@@ -418,10 +420,10 @@ func TestHeadersToNode(t *testing.T) {
 			dial(t, url, &websocket.DialOptions{HTTPHeader: tt.header})
 			h := node.Headers()[0]
 			nodeHost := strings.TrimPrefix(node.URL(), "ws://")
-			got := []string{h.Get("Host"), h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"), h.Get("Origin")}
-			want := []string{nodeHost, tt.wantXFF, "http", tt.origin}
+			got := []string{h.Get("Host"), strings.Join(h.Values("X-Forwarded-For"), "|"), h.Get("X-Real-IP"), h.Get("X-Forwarded-Proto"), h.Get("Origin")}
+			want := []string{nodeHost, tt.wantXFF, tt.wantXFF, "http", tt.origin}
 			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("Host, X-Forwarded-For, -Proto, Origin seen by node (-want +got):\n%s", diff)
+				t.Errorf("Host, X-Forwarded-For, X-Real-IP, -Proto, Origin seen by node (-want +got):\n%s", diff)
 			}
 			if h.Get("X-Forwarded-Host") == "" {
 				t.Error("X-Forwarded-Host not set")

@@ -152,7 +152,7 @@ func (pc *proxyConn) forward(dir direction, typ websocket.MessageType, r io.Read
 	case err != nil:
 		return &sideError{srcSide, err}
 	}
-	if pc.sess != nil && (dir == toNode || pc.sess.waiting.Load() > 0) {
+	if pc.sess != nil && (dir == toNode || pc.sess.watchNode()) {
 		// The session must see it whole. ReadLimit bounds it.
 		whole, err := readRest(buf, r)
 		if err != nil {

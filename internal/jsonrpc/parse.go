@@ -10,8 +10,10 @@ type Call struct {
 	Method    string // decoded method; valid when HasMethod
 	HasMethod bool
 	ID        []byte // raw JSON id; nil if absent (a notification) or not a string, number or null
+	IDAt      int    // offset of ID in the message, valid when ID is non-nil
 	HasID     bool   // the id member is present
 	HasParams bool
+	Params    []byte // raw JSON params, nil if absent
 
 	IsResponse bool   // has a result or an error member
 	Result     []byte // raw JSON result, nil if absent
@@ -232,10 +234,11 @@ func (p *parser) memberValue(v, m int, c *Call) (int, error) {
 		case '{', '[', 't', 'f':
 			c.setErr(invalidRequest(v, "id is not a string, number or null"))
 		default:
-			c.ID = raw
+			c.ID, c.IDAt = raw, v
 		}
 	case memberParams:
 		c.HasParams = true
+		c.Params = raw
 	case memberResult:
 		c.Result = raw
 	case memberError:
