@@ -11,7 +11,7 @@
 // limited by their real address (X-Forwarded-For only from trusted
 // proxies), and limits also apply inside the WebSocket, per JSON-RPC call.
 //
-// The module holds three packages:
+// The module holds four packages:
 //
 //   - [github.com/wssgate/wssgate/wssproxy]: the http.Handler. It dials the
 //     node before accepting the client, splices the two WebSockets, proxies
@@ -22,6 +22,8 @@
 //     self-signed, and composition by server name.
 //   - [github.com/wssgate/wssgate/ratelimit]: client keys, per-key token
 //     buckets and connection caps, usable on their own as middleware.
+//   - [github.com/wssgate/wssgate/metrics]: counters for the proxy's
+//     metrics hooks, served as Prometheus text and expvar.
 //
 // # Quick start
 //

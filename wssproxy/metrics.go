@@ -2,34 +2,58 @@ package wssproxy
 
 import "time"
 
-// Metrics receives what the proxy does, for monitoring. Its methods are
-// called on handshakes, connection ends and keepalive ticks, never once
-// per message: traffic arrives as deltas at most every few seconds per
-// connection. Implementations must be safe for concurrent use and must not
-// block. [NewCounters] is a standard-library implementation exported as
-// Prometheus text and expvar.
+// Metrics is a set of hooks that receive what the proxy does, for
+// monitoring, in the manner of [net/http/httptrace.ClientTrace]: any hook
+// may be nil, and a nil hook costs nothing, so adding a hook in a later
+// version breaks no caller. The metrics package
+// (github.com/wssgate/wssgate/metrics) provides hooks wired to counters
+// exported as Prometheus text and expvar.
+//
+// Hooks are called on handshakes, refusals, dials, health checks and
+// connection ends, never once per message: traffic arrives as deltas at
+// most every few seconds per connection. They may be called from many
+// goroutines at once and must not block.
 //
 // upstream is the node's host:port as configured.
-type Metrics interface {
-	// Handshake records one WebSocket handshake's outcome: "ok", or the
-	// refusal reason (see [Refusal] values).
-	Handshake(upstream string, outcome string)
-	// Refused records a refused request (WebSocket or plain HTTP).
-	Refused(reason string)
-	// ConnOpened and ConnClosed bracket each proxied WebSocket connection.
-	ConnOpened(upstream string)
-	ConnClosed(upstream string, c ConnEnd)
-	// Traffic adds messages and payload bytes moved; toNode is the client
-	// to node direction.
-	Traffic(upstream string, toNode bool, msgs, bytes int64)
-	// NodeDial records how long dialing the node took, and whether it
-	// failed.
-	NodeDial(upstream string, latency time.Duration, err error)
-	// NodeHealth records the result of a node health check.
-	NodeHealth(upstream string, healthy bool)
-	// Denied records a JSON-RPC call answered by the gateway instead of
-	// the node, with why ("method", "rate", "subscriptions").
-	Denied(reason string)
+type Metrics struct {
+	// Refused is called exactly once for each request the gateway refuses
+	// with an HTTP error status (WebSocket handshake or plain HTTP), with
+	// why. A refused handshake is not followed by ConnOpened.
+	Refused func(Refusal)
+
+	// ConnOpened is called when a client's WebSocket handshake succeeded
+	// and the client is spliced to the node upstream.
+	ConnOpened func(upstream string)
+
+	// ConnClosed is called once for each connection ConnOpened reported,
+	// when it ends.
+	ConnClosed func(upstream string, e ConnEnd)
+
+	// Traffic adds messages and payload bytes moved since the last call
+	// for a connection; toNode is the client to node direction.
+	Traffic func(upstream string, toNode bool, msgs, bytes int64)
+
+	// NodeDial is called after each attempt to open a WebSocket to a node,
+	// with how long it took and why it failed (nil if it did not).
+	NodeDial func(upstream string, latency time.Duration, err error)
+
+	// NodeHealth is called with the result of each node health check (a
+	// failed dial counts as one): nil if the node is healthy, else why not.
+	NodeHealth func(upstream string, err error)
+
+	// Denied is called for each JSON-RPC call answered by the gateway
+	// instead of the node, with why ("method", "rate", "subscriptions").
+	Denied func(reason string)
+}
+
+// Refusal describes a request the gateway refused.
+type Refusal struct {
+	// Reason is one of the Refusal* constants, such as [RefusalRate].
+	Reason string
+	// Status is the HTTP status sent to the client.
+	Status int
+	// WebSocket is true when the request was a WebSocket handshake.
+	WebSocket bool
 }
 
 // ConnEnd describes how a connection ended.
@@ -56,14 +80,47 @@ const (
 	RefusalConnsTotal   = "conns_total"
 )
 
-// nopMetrics is used when Options.Metrics is nil.
-type nopMetrics struct{}
+// hooks calls the proxy's Metrics hooks, skipping nil ones.
+type hooks struct{ m Metrics }
 
-func (nopMetrics) Handshake(string, string)              {}
-func (nopMetrics) Refused(string)                        {}
-func (nopMetrics) ConnOpened(string)                     {}
-func (nopMetrics) ConnClosed(string, ConnEnd)            {}
-func (nopMetrics) Traffic(string, bool, int64, int64)    {}
-func (nopMetrics) NodeDial(string, time.Duration, error) {}
-func (nopMetrics) NodeHealth(string, bool)               {}
-func (nopMetrics) Denied(string)                         {}
+func (h hooks) Refused(r Refusal) {
+	if h.m.Refused != nil {
+		h.m.Refused(r)
+	}
+}
+
+func (h hooks) ConnOpened(upstream string) {
+	if h.m.ConnOpened != nil {
+		h.m.ConnOpened(upstream)
+	}
+}
+
+func (h hooks) ConnClosed(upstream string, e ConnEnd) {
+	if h.m.ConnClosed != nil {
+		h.m.ConnClosed(upstream, e)
+	}
+}
+
+func (h hooks) Traffic(upstream string, toNode bool, msgs, bytes int64) {
+	if h.m.Traffic != nil {
+		h.m.Traffic(upstream, toNode, msgs, bytes)
+	}
+}
+
+func (h hooks) NodeDial(upstream string, latency time.Duration, err error) {
+	if h.m.NodeDial != nil {
+		h.m.NodeDial(upstream, latency, err)
+	}
+}
+
+func (h hooks) NodeHealth(upstream string, err error) {
+	if h.m.NodeHealth != nil {
+		h.m.NodeHealth(upstream, err)
+	}
+}
+
+func (h hooks) Denied(reason string) {
+	if h.m.Denied != nil {
+		h.m.Denied(reason)
+	}
+}

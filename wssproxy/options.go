@@ -127,9 +127,11 @@ type Options struct {
 	// If nil, slog.Default().
 	Logger *slog.Logger
 
-	// Metrics receives counts of handshakes, connections, traffic and
-	// refusals. If nil, nothing is counted. See [NewCounters].
-	Metrics Metrics
+	// Metrics receives connections, traffic, dials and refusals through
+	// its hooks, copied by New. If nil, or for a nil hook, nothing is
+	// reported. The metrics package provides hooks that count for
+	// Prometheus and expvar.
+	Metrics *Metrics
 
 	// Policy decides which JSON-RPC methods clients may call, over
 	// WebSocket (each message, and each element of a batch) and HTTP POST.
@@ -244,9 +246,6 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.Metrics == nil {
-		c.Metrics = nopMetrics{}
 	}
 	if c.Policy == nil {
 		c.Policy = DefaultPolicy()

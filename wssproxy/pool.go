@@ -129,7 +129,7 @@ func (p *Proxy) recordHealth(b *backend, err error) {
 	if err != nil {
 		why = err.Error()
 	}
-	p.metrics.NodeHealth(b.host, err == nil)
+	p.metrics.NodeHealth(b.host, err)
 	if b.setHealth(err == nil, why) {
 		level, msg := slog.LevelInfo, "wssproxy: node healthy"
 		if err != nil {

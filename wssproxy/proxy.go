@@ -26,7 +26,7 @@ import (
 type Proxy struct {
 	opts     Options
 	log      *slog.Logger
-	metrics  Metrics
+	metrics  hooks
 	backends []*backend
 	rr       atomic.Uint64 // round-robin start among equally loaded nodes
 	dial     *http.Client  // health checks
@@ -68,9 +68,11 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	p := &Proxy{
 		opts:     o,
 		log:      o.Logger,
-		metrics:  o.Metrics,
 		conns:    make(map[*proxyConn]struct{}),
 		draining: make(chan struct{}),
+	}
+	if o.Metrics != nil {
+		p.metrics = hooks{*o.Metrics}
 	}
 	for _, s := range upstreams {
 		u, err := parseUpstream(s)
@@ -133,7 +135,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // refuse answers a request the gateway will not serve, with a plain-text
 // reason, and logs it.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, detail string) {
-	p.opts.Metrics.Refused(reason)
+	p.metrics.Refused(Refusal{Reason: reason, Status: status, WebSocket: hasToken(r.Header, "Connection", "upgrade")})
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "wssproxy: refused",
 		slog.String("client", peerAddr(r).String()),
 		slog.Int("status", status),

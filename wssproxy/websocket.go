@@ -35,7 +35,6 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	key := p.opts.Key(r)
 	if !p.allowRequest(w, r, key) {
-		p.metrics.Handshake("", RefusalRate)
 		return
 	}
 	release := func() {}
@@ -49,7 +48,6 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			}
 			w.Header().Set("Retry-After", "5")
 			p.refuse(w, r, status, reason, why)
-			p.metrics.Handshake("", reason)
 			return
 		}
 	}
@@ -57,7 +55,6 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if pc == nil {
 		release()
 		p.refuse(w, r, http.StatusServiceUnavailable, RefusalShuttingDown, "gateway is shutting down")
-		p.metrics.Handshake("", RefusalShuttingDown)
 		return
 	}
 	spliced := false
@@ -71,7 +68,6 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	node, nodeSide, fail := p.dialPool(r, pc)
 	if fail != nil {
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
-		p.metrics.Handshake("", fail.reason)
 		return
 	}
 	node.SetReadLimit(p.readLimit())
@@ -94,7 +90,6 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	client.SetReadLimit(p.readLimit())
 	pc.cside.Store(hc.side)
 	pc.link(hc.side, nodeSide)
-	p.metrics.Handshake(pc.b.host, "ok")
 	// The splice runs on in goroutines of its own, and ServeHTTP returns:
 	// net/http then frees this goroutine's stack (deep after a TLS
 	// handshake) and its buffers, which would otherwise be held for the

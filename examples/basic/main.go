@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/wssgate/wssgate/certs"
+	"github.com/wssgate/wssgate/metrics"
 	"github.com/wssgate/wssgate/ratelimit"
 	"github.com/wssgate/wssgate/wssproxy"
 	"golang.org/x/time/rate"
@@ -146,8 +147,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
-	metrics := wssproxy.NewCounters()
-	opts.Metrics = metrics
+	counters := metrics.NewCounters()
+	opts.Metrics = counters.Hooks()
 	var upstreams []string
 	for u := range strings.SplitSeq(c.upstream, ",") {
 		if u = strings.TrimSpace(u); u != "" {
@@ -168,7 +169,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	mux.Handle("GET /wssgate/ready", proxy.ReadyHandler()) // for load balancers
 	srv := wssproxy.NewServer(c.listen, mux, certs.TLSConfig(src), logger)
 	if c.adminListen != "" {
-		stop, err := serveAdmin(c.adminListen, proxy, metrics, logger)
+		stop, err := serveAdmin(c.adminListen, proxy, counters, logger)
 		if err != nil {
 			proxy.Close()
 			ln.Close()
@@ -217,15 +218,15 @@ func serve(ctx context.Context, c *config, srv *http.Server, proxy *wssproxy.Pro
 }
 
 // serveAdmin serves metrics and readiness on a separate, private address.
-func serveAdmin(addr string, proxy *wssproxy.Proxy, metrics *wssproxy.Counters, logger *slog.Logger) (stop func(), err error) {
+func serveAdmin(addr string, proxy *wssproxy.Proxy, counters *metrics.Counters, logger *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-admin-listen: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics)
+	mux.Handle("GET /metrics", counters)
 	mux.Handle("GET /ready", proxy.ReadyHandler())
-	mux.Handle("GET /debug/vars", expvarHandler(metrics))
+	mux.Handle("GET /debug/vars", expvarHandler(counters))
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // CPU and heap profiles, for the benchmarks
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -236,10 +237,10 @@ func serveAdmin(addr string, proxy *wssproxy.Proxy, metrics *wssproxy.Counters, 
 
 // expvarHandler serves the metrics as expvar-style JSON without touching
 // the process-wide expvar registry (run may be called more than once).
-func expvarHandler(metrics *wssproxy.Counters) http.Handler {
+func expvarHandler(counters *metrics.Counters) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"wssgate": metrics.Snapshot()})
+		json.NewEncoder(w).Encode(map[string]any{"wssgate": counters.Snapshot()})
 	})
 }
 

@@ -1,4 +1,4 @@
-package wssproxy
+package metrics
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/wssgate/wssgate/wssproxy"
 )
 
 // countersGolden is the whole exposition after countersScenario.
@@ -47,8 +48,8 @@ wssgate_connection_duration_seconds_sum 90.5
 wssgate_connection_duration_seconds_count 1
 # HELP wssgate_handshakes_total WebSocket handshakes, by outcome: ok or the refusal reason.
 # TYPE wssgate_handshakes_total counter
+wssgate_handshakes_total{upstream="",outcome="origin"} 1
 wssgate_handshakes_total{upstream="node:9944",outcome="ok"} 2
-wssgate_handshakes_total{upstream="node:9944",outcome="origin"} 1
 # HELP wssgate_refusals_total Requests refused, by reason.
 # TYPE wssgate_refusals_total counter
 wssgate_refusals_total{reason="origin"} 1
@@ -96,22 +97,19 @@ wssgate_denied_calls_total{reason="rate"} 1
 
 func countersScenario(c *Counters) {
 	const up = "node:9944"
-	c.Handshake(up, "ok")
-	c.Handshake(up, "ok")
-	c.Handshake(up, RefusalOrigin)
-	c.Refused(RefusalOrigin)
-	c.NodeDial(up, 4*time.Millisecond, nil)
-	c.NodeDial(up, 5*time.Second, errors.New("timeout"))
-	c.ConnOpened(up)
-	c.ConnOpened(up)
-	c.Traffic(up, true, 2, 100)
-	c.Traffic(up, false, 3, 5000)
-	c.NodeHealth(up, false)
-	c.NodeHealth(up, true)
-	c.ConnClosed(up, ConnEnd{Duration: 90500 * time.Millisecond, ClosedBy: "client", ClientCode: 1000})
-	c.Denied("method")
-	c.Denied("method")
-	c.Denied("rate")
+	c.refused(wssproxy.Refusal{Reason: wssproxy.RefusalOrigin, Status: 403, WebSocket: true})
+	c.nodeDial(up, 4*time.Millisecond, nil)
+	c.nodeDial(up, 5*time.Second, errors.New("timeout"))
+	c.connOpened(up)
+	c.connOpened(up)
+	c.traffic(up, true, 2, 100)
+	c.traffic(up, false, 3, 5000)
+	c.nodeHealth(up, healthErr(false))
+	c.nodeHealth(up, healthErr(true))
+	c.connClosed(up, wssproxy.ConnEnd{Duration: 90500 * time.Millisecond, ClosedBy: "client", ClientCode: 1000})
+	c.deniedCall("method")
+	c.deniedCall("method")
+	c.deniedCall("rate")
 }
 
 func TestCountersGolden(t *testing.T) {
@@ -153,10 +151,10 @@ func TestCountersEvents(t *testing.T) {
 	}{{
 		name: "open and close",
 		prepare: func(c *Counters) {
-			c.ConnOpened("a:1")
-			c.ConnOpened("a:1")
-			c.ConnOpened("b:2")
-			c.ConnClosed("a:1", ConnEnd{Duration: time.Second, ClosedBy: "node", ClientCode: 1001})
+			c.connOpened("a:1")
+			c.connOpened("a:1")
+			c.connOpened("b:2")
+			c.connClosed("a:1", wssproxy.ConnEnd{Duration: time.Second, ClosedBy: "node", ClientCode: 1001})
 		},
 		want: map[string]float64{
 			`wssgate_connections_open{upstream="a:1"}`:                                      1,
@@ -178,8 +176,8 @@ func TestCountersEvents(t *testing.T) {
 	}, {
 		name: "no close code",
 		prepare: func(c *Counters) {
-			c.ConnOpened("a:1")
-			c.ConnClosed("a:1", ConnEnd{Duration: -time.Second, ClosedBy: "gateway", ClientCode: -1})
+			c.connOpened("a:1")
+			c.connClosed("a:1", wssproxy.ConnEnd{Duration: -time.Second, ClosedBy: "gateway", ClientCode: -1})
 		},
 		want: map[string]float64{
 			`wssgate_connections_closed_total{closed_by="gateway",code="none",upstream="a:1"}`: 1,
@@ -189,10 +187,10 @@ func TestCountersEvents(t *testing.T) {
 	}, {
 		name: "traffic",
 		prepare: func(c *Counters) {
-			c.Traffic("a:1", true, 1, 10)
-			c.Traffic("a:1", true, 2, 20)
-			c.Traffic("a:1", false, 4, 40)
-			c.Traffic("a:1", false, -1, -1) // ignored
+			c.traffic("a:1", true, 1, 10)
+			c.traffic("a:1", true, 2, 20)
+			c.traffic("a:1", false, 4, 40)
+			c.traffic("a:1", false, -1, -1) // ignored
 		},
 		want: map[string]float64{
 			`wssgate_messages_total{direction="to_node",upstream="a:1"}`:   3,
@@ -204,9 +202,9 @@ func TestCountersEvents(t *testing.T) {
 	}, {
 		name: "dial",
 		prepare: func(c *Counters) {
-			c.NodeDial("a:1", time.Millisecond, nil)
-			c.NodeDial("a:1", 30*time.Millisecond, nil)
-			c.NodeDial("a:1", time.Minute, errors.New("refused"))
+			c.nodeDial("a:1", time.Millisecond, nil)
+			c.nodeDial("a:1", 30*time.Millisecond, nil)
+			c.nodeDial("a:1", time.Minute, errors.New("refused"))
 		},
 		want: map[string]float64{
 			`wssgate_node_dial_seconds_bucket{le="0.001",upstream="a:1"}`: 1,
@@ -221,10 +219,10 @@ func TestCountersEvents(t *testing.T) {
 	}, {
 		name: "health",
 		prepare: func(c *Counters) {
-			c.NodeHealth("a:1", true)
-			c.NodeHealth("a:1", false)
-			c.NodeHealth("b:2", false)
-			c.NodeHealth("b:2", true)
+			c.nodeHealth("a:1", healthErr(true))
+			c.nodeHealth("a:1", healthErr(false))
+			c.nodeHealth("b:2", healthErr(false))
+			c.nodeHealth("b:2", healthErr(true))
 		},
 		want: map[string]float64{
 			`wssgate_node_healthy{upstream="a:1"}`:                                0,
@@ -235,16 +233,15 @@ func TestCountersEvents(t *testing.T) {
 	}, {
 		name: "refusals and denials",
 		prepare: func(c *Counters) {
-			c.Handshake("a:1", RefusalRate)
-			c.Refused(RefusalRate)
-			c.Refused(RefusalBodyTooLarge)
-			c.Denied("subscriptions")
+			c.refused(wssproxy.Refusal{Reason: wssproxy.RefusalRate, Status: 429, WebSocket: true})
+			c.refused(wssproxy.Refusal{Reason: wssproxy.RefusalBodyTooLarge, Status: 413})
+			c.deniedCall("subscriptions")
 		},
 		want: map[string]float64{
-			`wssgate_handshakes_total{outcome="rate",upstream="a:1"}`: 1,
-			`wssgate_refusals_total{reason="rate"}`:                   1,
-			`wssgate_refusals_total{reason="body_too_large"}`:         1,
-			`wssgate_denied_calls_total{reason="subscriptions"}`:      1,
+			`wssgate_handshakes_total{outcome="rate",upstream=""}`: 1,
+			`wssgate_refusals_total{reason="rate"}`:                1,
+			`wssgate_refusals_total{reason="body_too_large"}`:      1,
+			`wssgate_denied_calls_total{reason="subscriptions"}`:   1,
 		},
 	}}
 	for _, tt := range tests {
@@ -272,7 +269,7 @@ func TestCountersEvents(t *testing.T) {
 func TestCountersNodeHealthyUnknown(t *testing.T) {
 	t.Parallel()
 	c := NewCounters()
-	c.ConnOpened("a:1")
+	c.connOpened("a:1")
 	p := scrape(t, c)
 	if _, ok := p.types["wssgate_node_healthy"]; ok {
 		t.Error("wssgate_node_healthy exported before any health check")
@@ -284,10 +281,10 @@ func TestCountersHistograms(t *testing.T) {
 	c := NewCounters()
 	for i := range 200 {
 		d := time.Duration(i*i) * time.Millisecond
-		c.NodeDial("a:1", d, nil)
-		c.NodeDial("b:2", d/3, nil)
-		c.ConnOpened("a:1")
-		c.ConnClosed("a:1", ConnEnd{Duration: time.Duration(i*i*i) * time.Second, ClosedBy: "client", ClientCode: 1000})
+		c.nodeDial("a:1", d, nil)
+		c.nodeDial("b:2", d/3, nil)
+		c.connOpened("a:1")
+		c.connClosed("a:1", wssproxy.ConnEnd{Duration: time.Duration(i*i*i) * time.Second, ClosedBy: "client", ClientCode: 1000})
 	}
 	p := scrape(t, c)
 	// scrape checked buckets are cumulative and end in +Inf == _count; also
@@ -328,7 +325,7 @@ func TestCountersEscaping(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := NewCounters()
-			c.ConnOpened(tt.upstream)
+			c.connOpened(tt.upstream)
 			var buf bytes.Buffer
 			if err := c.WritePrometheus(&buf); err != nil {
 				t.Fatal(err)
@@ -353,8 +350,8 @@ func FuzzCountersLabel(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, up string) {
 		c := NewCounters()
-		c.Traffic(up, true, 1, 2)
-		c.Denied(up)
+		c.traffic(up, true, 1, 2)
+		c.deniedCall(up)
 		p := scrape(t, c)
 		want := strconv.Quote(strings.ToValidUTF8(up, "\uFFFD"))
 		for _, key := range []string{
@@ -372,17 +369,17 @@ func TestCountersOverflow(t *testing.T) {
 	t.Parallel()
 	c := NewCounters()
 	c.MaxSeries = 3
-	c.ConnOpened("a:1")
+	c.connOpened("a:1")
 	// A hostile client picks a fresh application close code each time.
 	for code := 3000; code < 5000; code++ {
-		c.ConnClosed("a:1", ConnEnd{ClosedBy: "client", ClientCode: code})
+		c.connClosed("a:1", wssproxy.ConnEnd{ClosedBy: "client", ClientCode: code})
 	}
 	for i := range 10 {
-		c.Denied(fmt.Sprint("r", i))
-		c.ConnOpened(fmt.Sprint("up", i))
+		c.deniedCall(fmt.Sprint("r", i))
+		c.connOpened(fmt.Sprint("up", i))
 	}
 	for i := range 10 {
-		c.ConnClosed(fmt.Sprint("up", i), ConnEnd{ClosedBy: "node", ClientCode: 1000})
+		c.connClosed(fmt.Sprint("up", i), wssproxy.ConnEnd{ClosedBy: "node", ClientCode: 1000})
 	}
 	s := c.Snapshot()
 	want := map[string]map[string]map[string]int64{
@@ -413,7 +410,7 @@ func TestCountersZeroValue(t *testing.T) {
 	t.Parallel()
 	var c Counters // MaxSeries 0: DefaultMaxSeries
 	for code := 3000; code < 5000; code++ {
-		c.ConnClosed("a:1", ConnEnd{ClosedBy: "client", ClientCode: code})
+		c.connClosed("a:1", wssproxy.ConnEnd{ClosedBy: "client", ClientCode: code})
 	}
 	s := c.Snapshot()
 	byCode := s.ConnectionsClosed["a:1"]["client"]
@@ -450,7 +447,7 @@ func TestCountersSnapshot(t *testing.T) {
 		Connections:        map[string]int64{up: 2},
 		ConnectionsClosed:  map[string]map[string]map[string]int64{up: {"client": {"1000": 1}}},
 		ConnectionDuration: dur,
-		Handshakes:         map[string]map[string]int64{up: {"ok": 2, "origin": 1}},
+		Handshakes:         map[string]map[string]int64{"": {"origin": 1}, up: {"ok": 2}},
 		Refusals:           map[string]int64{"origin": 1},
 		Messages:           map[string]map[string]int64{up: {"to_node": 2, "to_client": 3}},
 		Bytes:              map[string]map[string]int64{up: {"to_node": 100, "to_client": 5000}},
@@ -588,15 +585,14 @@ func TestCountersConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range rounds {
 				up := ups[i%2]
-				c.Handshake(up, "ok")
-				c.ConnOpened(up)
-				c.Traffic(up, true, 1, 10)
-				c.Traffic(up, false, 2, 20)
-				c.NodeDial(up, time.Millisecond, map[bool]error{true: errors.New("x")}[i%4 < 2])
-				c.NodeHealth(up, i%3 == 0)
-				c.Refused(RefusalRate)
-				c.Denied(reason)
-				c.ConnClosed(up, ConnEnd{Duration: 2 * time.Second, ClosedBy: "client", ClientCode: 1000 + i%2})
+				c.connOpened(up)
+				c.traffic(up, true, 1, 10)
+				c.traffic(up, false, 2, 20)
+				c.nodeDial(up, time.Millisecond, map[bool]error{true: errors.New("x")}[i%4 < 2])
+				c.nodeHealth(up, healthErr(i%3 == 0))
+				c.refused(wssproxy.Refusal{Reason: wssproxy.RefusalRate, Status: 429})
+				c.deniedCall(reason)
+				c.connClosed(up, wssproxy.ConnEnd{Duration: 2 * time.Second, ClosedBy: "client", ClientCode: 1000 + i%2})
 			}
 		})
 	}
@@ -615,7 +611,7 @@ func TestCountersConcurrent(t *testing.T) {
 		{"open", s.ConnectionsOpen, byUp(0)},
 		{"total", s.Connections, byUp(perUp)},
 		{"dial errors", s.NodeDialErrors, byUp(perUp / 2)},
-		{"refusals", s.Refusals, map[string]int64{RefusalRate: goroutines * rounds}},
+		{"refusals", s.Refusals, map[string]int64{wssproxy.RefusalRate: goroutines * rounds}},
 		{"handshakes", s.Handshakes, map[string]map[string]int64{"a:1": {"ok": perUp}, "b:2": {"ok": perUp}}},
 		{"messages", s.Messages["a:1"], map[string]int64{"to_node": perUp, "to_client": 2 * perUp}},
 		{"bytes", s.Bytes["b:2"], map[string]int64{"to_node": 10 * perUp, "to_client": 20 * perUp}},
@@ -641,18 +637,18 @@ func TestCountersConcurrent(t *testing.T) {
 // TestCountersAllocs checks that recording on a label set seen before does
 // not allocate. Not parallel: AllocsPerRun counts every goroutine's mallocs.
 func TestCountersAllocs(t *testing.T) {
-	c := NewCounters()
-	end := ConnEnd{Duration: time.Second, ClosedBy: "client", ClientCode: 4321}
+	h := NewCounters().Hooks()
+	end := wssproxy.ConnEnd{Duration: time.Second, ClosedBy: "client", ClientCode: 4321}
 	dialErr := errors.New("refused")
+	refusal := wssproxy.Refusal{Reason: wssproxy.RefusalRate, Status: 429, WebSocket: true}
 	calls := map[string]func(){
-		"Handshake":  func() { c.Handshake("a:1", "ok") },
-		"Refused":    func() { c.Refused(RefusalRate) },
-		"Denied":     func() { c.Denied("method") },
-		"ConnOpened": func() { c.ConnOpened("a:1") },
-		"ConnClosed": func() { c.ConnClosed("a:1", end) },
-		"Traffic":    func() { c.Traffic("a:1", true, 1, 100) },
-		"NodeDial":   func() { c.NodeDial("a:1", time.Millisecond, dialErr) },
-		"NodeHealth": func() { c.NodeHealth("a:1", true) },
+		"Refused":    func() { h.Refused(refusal) },
+		"Denied":     func() { h.Denied("method") },
+		"ConnOpened": func() { h.ConnOpened("a:1") },
+		"ConnClosed": func() { h.ConnClosed("a:1", end) },
+		"Traffic":    func() { h.Traffic("a:1", true, 1, 100) },
+		"NodeDial":   func() { h.NodeDial("a:1", time.Millisecond, dialErr) },
+		"NodeHealth": func() { h.NodeHealth("a:1", dialErr) },
 	}
 	for name, f := range calls {
 		f() // create the series
@@ -666,24 +662,24 @@ func BenchmarkCountersTraffic(b *testing.B) {
 	c := NewCounters()
 	ups := []string{"a:1", "b:2", "c:3", "d:4"}
 	for _, up := range ups {
-		c.ConnOpened(up)
+		c.connOpened(up)
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			c.Traffic(ups[i%len(ups)], i%2 == 0, 1, 512)
+			c.traffic(ups[i%len(ups)], i%2 == 0, 1, 512)
 			i++
 		}
 	})
 }
 
-func BenchmarkCountersHandshake(b *testing.B) {
+func BenchmarkCountersConnOpened(b *testing.B) {
 	c := NewCounters()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			c.Handshake("a:1", "ok")
+			c.connOpened("a:1")
 		}
 	})
 }
@@ -693,9 +689,9 @@ func BenchmarkCountersWritePrometheus(b *testing.B) {
 	for i := range 10 {
 		up := fmt.Sprint("node", i, ":9944")
 		countersScenario(c)
-		c.ConnOpened(up)
-		c.NodeHealth(up, true)
-		c.NodeDial(up, time.Millisecond, nil)
+		c.connOpened(up)
+		c.nodeHealth(up, healthErr(true))
+		c.nodeDial(up, time.Millisecond, nil)
 	}
 	var buf bytes.Buffer
 	b.ReportAllocs()
@@ -894,4 +890,12 @@ func parsePromSampleKey(key string) (string, map[string]string, bool) {
 		rest = strings.TrimPrefix(after[len(q):], ",")
 	}
 	return name, labels, true
+}
+
+// healthErr is the error a health check reports: nil if healthy.
+func healthErr(healthy bool) error {
+	if healthy {
+		return nil
+	}
+	return errors.New("unhealthy")
 }
