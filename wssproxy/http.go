@@ -95,7 +95,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // refuseMethod answers a request with a body and a method other than POST
 // while a policy is on: 405, as a JSON-RPC error for a JSON-RPC body.
 func (p *Proxy) refuseMethod(w http.ResponseWriter, r *http.Request) {
-	p.metrics.Refused(RefusalMethod)
+	p.metrics.Refused(Refusal{Reason: RefusalMethod, Status: http.StatusMethodNotAllowed})
 	w.Header().Set("Allow", "GET, POST")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10))
 	if t := jsonrpc.TrimSpace(body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
