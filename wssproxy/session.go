@@ -333,6 +333,9 @@ func canonicalSubID(raw []byte) string {
 func (s *session) clientMessage(ctx context.Context, msg []byte) verdict {
 	s.newly, s.edits = s.newly[:0], s.edits[:0]
 	calls, batch, v := s.judgeMessage(ctx, msg)
+	// The calls alias msg: drop them before the next message, so an idle
+	// connection pins no message buffer.
+	defer clear(s.calls)
 	if v != nil {
 		return *v
 	}

@@ -2,6 +2,7 @@ package rpctest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -113,10 +114,20 @@ func TestErrors(t *testing.T) {
 			`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}`},
 		{"invalid request", `{"jsonrpc":"1.0","id":"x","method":"system_chain"}`,
 			`{"jsonrpc":"2.0","id":"x","error":{"code":-32600,"message":"Invalid request"}}`},
-		{"id echoed byte for byte", `{"jsonrpc":"2.0","id":"<a&b>\u00e9","method":"system_chain"}`,
-			`{"jsonrpc":"2.0","id":"<a&b>\u00e9","result":"Development"}`},
-		{"number id", `{"jsonrpc":"2.0","id":1.50,"method":"system_chain"}`,
-			`{"jsonrpc":"2.0","id":1.50,"result":"Development"}`},
+		{"string id decoded and encoded again, as jsonrpsee does", `{"jsonrpc":"2.0","id":"<a&b>\u00e9\u0061","method":"system_chain"}`,
+			`{"jsonrpc":"2.0","id":"<a&b>éa","result":"Development"}`},
+		{"u64 id", `{"jsonrpc":"2.0","id":18446744073709551615,"method":"system_chain"}`,
+			`{"jsonrpc":"2.0","id":18446744073709551615,"result":"Development"}`},
+		// Ids that are not null, a u64 or a string make the call a
+		// notification: no answer, so the next call's answer comes first.
+		{"fractional id not answered", `{"jsonrpc":"2.0","id":1.50,"method":"system_chain"}` + "\n" + `{"jsonrpc":"2.0","id":8,"method":"system_chain"}`,
+			`{"jsonrpc":"2.0","id":8,"result":"Development"}`},
+		{"negative id not answered", `{"jsonrpc":"2.0","id":-1,"method":"system_chain"}` + "\n" + `{"jsonrpc":"2.0","id":9,"method":"system_chain"}`,
+			`{"jsonrpc":"2.0","id":9,"result":"Development"}`},
+		{"id over 2^64-1 not answered", `{"jsonrpc":"2.0","id":18446744073709551616,"method":"system_chain"}` + "\n" + `{"jsonrpc":"2.0","id":10,"method":"system_chain"}`,
+			`{"jsonrpc":"2.0","id":10,"result":"Development"}`},
+		{"bool id not answered", `{"jsonrpc":"2.0","id":true,"method":"system_chain"}` + "\n" + `{"jsonrpc":"2.0","id":11,"method":"system_chain"}`,
+			`{"jsonrpc":"2.0","id":11,"result":"Development"}`},
 		{"invalid params", `{"jsonrpc":"2.0","id":1,"method":"test_big","params":["x"]}`,
 			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Invalid params","data":"param 0: json: cannot unmarshal string into Go value of type int64"}}`},
 		{"response too big", `{"jsonrpc":"2.0","id":1,"method":"test_big","params":[2000]}`,
@@ -125,7 +136,9 @@ func TestErrors(t *testing.T) {
 			`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid request"}}`},
 	}
 	for _, tt := range tests {
-		c.send(tt.req)
+		for _, req := range strings.Split(tt.req, "\n") {
+			c.send(req)
+		}
 		if diff := cmp.Diff(tt.want, string(c.read())); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
 		}
@@ -470,5 +483,47 @@ func TestSetBestBlock(t *testing.T) {
 	n.SetBestBlock(10)
 	if num, _ := n.BestBlock(); num != 10 {
 		t.Errorf("BestBlock after going back = %d", num)
+	}
+}
+
+func TestWatchedExtrinsicEndsItself(t *testing.T) {
+	t.Parallel()
+	n := start(t, nil)
+	c := dial(t, n)
+	c.send(`{"jsonrpc":"2.0","id":1,"method":"author_submitAndWatchExtrinsic","params":["0x00"]}`)
+	var reply struct {
+		Result string `json:"result"`
+	}
+	if err := json.Unmarshal(c.read(), &reply); err != nil || reply.Result == "" {
+		t.Fatalf("submitAndWatch reply: %v %+v", err, reply)
+	}
+	var statuses []string
+	for range 3 {
+		var note struct {
+			Method string
+			Params struct {
+				Subscription string
+				Result       json.RawMessage
+			}
+		}
+		if err := json.Unmarshal(c.read(), &note); err != nil {
+			t.Fatal(err)
+		}
+		if note.Method != "author_extrinsicUpdate" || note.Params.Subscription != reply.Result {
+			t.Fatalf("notification %+v, want author_extrinsicUpdate of %s", note, reply.Result)
+		}
+		s := string(note.Params.Result)
+		if i := strings.IndexByte(s, ':'); i > 0 {
+			s = s[:i]
+		}
+		statuses = append(statuses, s)
+	}
+	if diff := cmp.Diff([]string{`"ready"`, `{"inBlock"`, `{"finalized"`}, statuses); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	// The node ended it at "finalized": an unwatch finds nothing.
+	c.send(`{"jsonrpc":"2.0","id":2,"method":"author_unwatchExtrinsic","params":["` + reply.Result + `"]}`)
+	if got, want := string(c.read()), `{"jsonrpc":"2.0","id":2,"result":false}`; got != want {
+		t.Errorf("unwatch after finalized = %s, want %s", got, want)
 	}
 }

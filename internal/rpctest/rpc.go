@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // JSON-RPC 2.0 and jsonrpsee (the server library of Substrate) error codes.
@@ -92,13 +93,17 @@ func (n *Node) handleOne(c *wsConn, raw []byte, subs *[]string) []byte {
 		}
 		return encodeError(nil, &Error{Code: CodeInvalidRequest, Message: "Invalid request"})
 	}
-	if !validID(req.ID) || req.JSONRPC != "2.0" || req.Method == "" {
-		id := req.ID
-		if !validID(id) {
-			id = nil
-		}
+	id, answered := nodeID(req.ID)
+	if req.ID != nil && !answered {
+		// jsonrpsee: the id matches no variant of Id (null, u64,
+		// string), so the call fails as a Request and is read as a
+		// Notification, which is never answered.
+		return nil
+	}
+	if req.JSONRPC != "2.0" || req.Method == "" {
 		return encodeError(id, &Error{Code: CodeInvalidRequest, Message: "Invalid request"})
 	}
+	req.ID = id
 	n.recordSeen(req.Method)
 	m, ok := methods[req.Method]
 	if !ok {
@@ -134,16 +139,35 @@ func (n *Node) reply(id json.RawMessage, res any, err error) []byte {
 	return envelope(id, "result", body)
 }
 
-// validID reports whether id is absent, null, a string or a number.
-func validID(id json.RawMessage) bool {
-	if id == nil {
-		return true
+// nodeID returns id as jsonrpsee echoes it and whether the node answers a
+// call with it: null and unsigned 64-bit integers as they are, strings
+// decoded and encoded again (so "\u0061" comes back as "a"). Any other id
+// (negative, fractional, exponent, too big, bool, array, object) is not
+// answered. An absent id returns nil, false.
+func nodeID(raw json.RawMessage) (json.RawMessage, bool) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case raw == nil:
+		return nil, false
+	case string(raw) == "null":
+		return raw, true
+	case raw[0] == '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil, false
+		}
+		b, err := marshal(s)
+		return b, err == nil
+	case raw[0] >= '0' && raw[0] <= '9':
+		if bytes.ContainsAny(raw, ".eE-+") || len(raw) > 1 && raw[0] == '0' {
+			return nil, false
+		}
+		if _, err := strconv.ParseUint(string(raw), 10, 64); err != nil {
+			return nil, false
+		}
+		return raw, true
 	}
-	switch id[0] {
-	case '{', '[', 't', 'f':
-		return false
-	}
-	return true
+	return nil, false
 }
 
 func encodeError(id json.RawMessage, e *Error) []byte {

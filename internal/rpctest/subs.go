@@ -2,6 +2,7 @@ package rpctest
 
 import (
 	"crypto/rand"
+	"strings"
 )
 
 type subKind int
@@ -12,6 +13,7 @@ const (
 	subAllHeads
 	subRuntimeVersion
 	subStorage
+	subExtrinsic // author_submitAndWatchExtrinsic: the node ends it at a final status
 )
 
 // notifyMethod is the notification method name of each kind.
@@ -21,6 +23,7 @@ var notifyMethod = [...]string{
 	subAllHeads:       "chain_allHead",
 	subRuntimeVersion: "state_runtimeVersion",
 	subStorage:        "state_storage",
+	subExtrinsic:      "author_extrinsicUpdate",
 }
 
 // subscriptionMethods maps each subscribe method, aliases included, to its
@@ -38,6 +41,10 @@ var subscriptionMethods = map[string]struct {
 	"state_subscribeRuntimeVersion": {subRuntimeVersion, []string{"state_unsubscribeRuntimeVersion"}},
 	"chain_subscribeRuntimeVersion": {subRuntimeVersion, []string{"chain_unsubscribeRuntimeVersion"}},
 	"state_subscribeStorage":        {subStorage, []string{"state_unsubscribeStorage"}},
+	// The extrinsic is not executed: it is "included" in the best block and
+	// finalized at once, and the node then ends the subscription itself,
+	// as Substrate does at a final status (a client need not unwatch).
+	"author_submitAndWatchExtrinsic": {subExtrinsic, []string{"author_unwatchExtrinsic"}},
 }
 
 // sub is one subscription of a connection. It receives notifications once
@@ -54,9 +61,15 @@ func subscribe(kind subKind) method {
 			return nil, &Error{Code: CodeInternalError, Message: "Internal error", Data: "subscriptions need a WebSocket connection"}
 		}
 		var keys []string
-		if kind == subStorage {
+		switch kind {
+		case subStorage:
 			if err := c.args(&keys); err != nil {
 				return nil, err
+			}
+		case subExtrinsic:
+			var xt string
+			if err := c.args(&xt); err != nil || !strings.HasPrefix(xt, "0x") {
+				return nil, errInvalidParams("expected a hex-encoded extrinsic")
 			}
 		}
 		c.n.mu.Lock()
@@ -107,8 +120,23 @@ func (c *wsConn) activate(resp []byte, ids []string) {
 			continue
 		}
 		s.active = true
+		if s.kind == subExtrinsic {
+			c.watchExtrinsic(id)
+			continue
+		}
 		c.send(c.n.initial(id, s))
 	}
+}
+
+// watchExtrinsic sends a watched extrinsic's statuses up to finalized and
+// ends its subscription, as Substrate's pool does: nothing follows a final
+// status. c.n.mu is held.
+func (c *wsConn) watchExtrinsic(id string) {
+	best := c.n.chain.best()
+	for _, status := range []any{"ready", map[string]any{"inBlock": best.hash}, map[string]any{"finalized": best.hash}} {
+		c.send(notification(notifyMethod[subExtrinsic], id, status))
+	}
+	delete(c.subs, id)
 }
 
 // initial is the first notification of a new subscription; n.mu is held.
