@@ -17,9 +17,18 @@
 //
 // # Strictness
 //
-// Parse is never more lenient than encoding/json.Valid, and is stricter in
-// three ways: strings must be valid UTF-8, nesting deeper than [MaxDepth] is
-// refused, and envelope members (jsonrpc, id, method, params, result, error)
-// may appear only once, because serde on the node rejects duplicate fields and
-// the gateway must never judge one method while the node runs another.
+// Parse reads a message the way the node does: a Substrate node's jsonrpsee
+// 0.24 server on serde_json (FuzzNodeDifferential checks it against those
+// types). A call needs "jsonrpc":"2.0" and a string method; an id the node
+// cannot read (anything but null, an unsigned 64-bit integer or a string, or
+// two ids) makes it a notification the node runs but never answers, which
+// [Call.IDKind] reports; two jsonrpc, method or params members make it an
+// invalid request. An invalid request is answered with the id the node would
+// use ([Call.ID] is nil when that is null).
+//
+// Parse is never more lenient than encoding/json.Valid (except that, like
+// the node, it skips form feeds before the message), and is stricter than the
+// node in three ways: strings must be valid UTF-8 everywhere, nesting deeper
+// than [MaxDepth] is refused, and a batch element that is not an object is
+// refused (serde_json would read an array as a positional request).
 package jsonrpc

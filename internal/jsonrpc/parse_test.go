@@ -62,77 +62,149 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name: "escaped method",
-			msg:  `{"method":"author\u005finsertKey","id":"a"}`,
+			msg:  `{"jsonrpc":"2.0","method":"author\u005finsertKey","id":"a"}`,
 			want: []view{{Method: "author_insertKey", HasMethod: true, ID: `"a"`, HasID: true,
-				Elem: `{"method":"author\u005finsertKey","id":"a"}`}},
+				Elem: `{"jsonrpc":"2.0","method":"author\u005finsertKey","id":"a"}`}},
 		},
 		{
 			name: "escaped key",
-			msg:  `{"\u006dethod":"author_rotateKeys","id":null}`,
+			msg:  `{"jsonrpc":"2.0","\u006dethod":"author_rotateKeys","id":null}`,
 			want: []view{{Method: "author_rotateKeys", HasMethod: true, ID: "null", HasID: true,
-				Elem: `{"\u006dethod":"author_rotateKeys","id":null}`}},
+				Elem: `{"jsonrpc":"2.0","\u006dethod":"author_rotateKeys","id":null}`}},
 		},
 		{
 			name: "surrogate pair in method",
-			msg:  `{"method":"a\ud83d\ude00"}`,
-			want: []view{{Method: "a😀", HasMethod: true, Elem: `{"method":"a\ud83d\ude00"}`}},
+			msg:  `{"jsonrpc":"2.0","method":"a\ud83d\ude00"}`,
+			want: []view{{Method: "a😀", HasMethod: true, Elem: `{"jsonrpc":"2.0","method":"a\ud83d\ude00"}`}},
 		},
 		{
 			name: "method last after huge params",
-			msg:  `{"params":["` + strings.Repeat("ab", 100) + `"],"method":"x","id":7}`,
+			msg:  `{"jsonrpc":"2.0","params":["` + strings.Repeat("ab", 100) + `"],"method":"x","id":7}`,
 			want: []view{{Method: "x", HasMethod: true, ID: "7", HasID: true, HasParams: true,
-				Elem: `{"params":["` + strings.Repeat("ab", 100) + `"],"method":"x","id":7}`}},
+				Elem: `{"jsonrpc":"2.0","params":["` + strings.Repeat("ab", 100) + `"],"method":"x","id":7}`}},
 		},
 		{
 			name: "key differs only in case",
-			msg:  `{"Method":"author_insertKey","method":"system_health"}`,
-			want: []view{{Method: "system_health", HasMethod: true, Elem: `{"Method":"author_insertKey","method":"system_health"}`}},
+			msg:  `{"jsonrpc":"2.0","Method":"author_insertKey","method":"system_health"}`,
+			want: []view{{Method: "system_health", HasMethod: true, Elem: `{"jsonrpc":"2.0","Method":"author_insertKey","method":"system_health"}`}},
 		},
 		{
 			name: "duplicate method",
-			msg:  `{"method":"system_health","method":"author_insertKey","id":1}`,
+			msg:  `{"jsonrpc":"2.0","method":"system_health","method":"author_insertKey","id":1}`,
 			want: []view{{Method: "system_health", HasMethod: true, ID: "1", HasID: true, Err: `duplicate member "method"`,
-				Elem: `{"method":"system_health","method":"author_insertKey","id":1}`}},
+				Elem: `{"jsonrpc":"2.0","method":"system_health","method":"author_insertKey","id":1}`}},
 		},
 		{
 			name: "duplicate method via escape",
-			msg:  `{"method":"system_health","\u006d\u0065thod":"author_insertKey"}`,
-			want: []view{{Method: "system_health", HasMethod: true, Err: `duplicate member "\u006d\u0065thod"`,
-				Elem: `{"method":"system_health","\u006d\u0065thod":"author_insertKey"}`}},
+			msg:  `{"jsonrpc":"2.0","method":"system_health","\u006d\u0065thod":"author_insertKey","id":1}`,
+			want: []view{{Method: "system_health", HasMethod: true, ID: "1", HasID: true, Err: `duplicate member "\u006d\u0065thod"`,
+				Elem: `{"jsonrpc":"2.0","method":"system_health","\u006d\u0065thod":"author_insertKey","id":1}`}},
 		},
 		{
-			name: "duplicate id",
-			msg:  `{"id":1,"method":"a","id":2}`,
-			want: []view{{Method: "a", HasMethod: true, ID: "1", HasID: true, Err: `duplicate member "id"`,
-				Elem: `{"id":1,"method":"a","id":2}`}},
+			// serde refuses the Request (id twice) but not the Notification,
+			// which has no id field: the node runs it and never answers.
+			name: "duplicate id is a notification",
+			msg:  `{"jsonrpc":"2.0","id":1,"method":"a","id":2}`,
+			want: []view{{Method: "a", HasMethod: true, HasID: true, Elem: `{"jsonrpc":"2.0","id":1,"method":"a","id":2}`}},
 		},
 		{
 			name: "non-string method",
-			msg:  `{"method":["author_insertKey"],"id":3}`,
+			msg:  `{"jsonrpc":"2.0","method":["author_insertKey"],"id":3}`,
 			want: []view{{HasMethod: true, ID: "3", HasID: true, Err: "method is not a string",
-				Elem: `{"method":["author_insertKey"],"id":3}`}},
+				Elem: `{"jsonrpc":"2.0","method":["author_insertKey"],"id":3}`}},
 		},
 		{
 			name: "lone surrogate in method",
-			msg:  `{"method":"a\ud800","id":3}`,
+			msg:  `{"jsonrpc":"2.0","method":"a\ud800","id":3}`,
 			want: []view{{Method: "a", HasMethod: true, ID: "3", HasID: true, Err: "lone surrogate in method",
-				Elem: `{"method":"a\ud800","id":3}`}},
+				Elem: `{"jsonrpc":"2.0","method":"a\ud800","id":3}`}},
 		},
 		{
-			name: "object id",
-			msg:  `{"method":"a","id":{}}`,
-			want: []view{{Method: "a", HasMethod: true, HasID: true, Err: "id is not a string, number or null",
-				Elem: `{"method":"a","id":{}}`}},
+			name: "object id is a notification",
+			msg:  `{"jsonrpc":"2.0","method":"a","id":{}}`,
+			want: []view{{Method: "a", HasMethod: true, HasID: true, Elem: `{"jsonrpc":"2.0","method":"a","id":{}}`}},
+		},
+		{
+			name: "negative id is a notification", // IDKind tells; Err stays nil
+			msg:  `{"jsonrpc":"2.0","method":"a","id":-1}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "-1", HasID: true, Elem: `{"jsonrpc":"2.0","method":"a","id":-1}`}},
+		},
+		{
+			name: "missing jsonrpc",
+			msg:  `{"id":1,"method":"a"}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "1", HasID: true, Err: `missing jsonrpc "2.0"`,
+				Elem: `{"id":1,"method":"a"}`}},
+		},
+		{
+			name: "jsonrpc 2.1",
+			msg:  `{"jsonrpc":"2.1","id":"x","method":"a"}`,
+			want: []view{{Method: "a", HasMethod: true, ID: `"x"`, HasID: true, Err: `jsonrpc is not "2.0"`,
+				Elem: `{"jsonrpc":"2.1","id":"x","method":"a"}`}},
+		},
+		{
+			name: "jsonrpc a number",
+			msg:  `{"jsonrpc":2.0,"id":null,"method":"a"}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "null", HasID: true, Err: `jsonrpc is not "2.0"`,
+				Elem: `{"jsonrpc":2.0,"id":null,"method":"a"}`}},
+		},
+		{
+			name: "jsonrpc escaped",
+			msg:  `{"jsonrpc":"2\u002e0","id":1,"method":"a"}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "1", HasID: true, Elem: `{"jsonrpc":"2\u002e0","id":1,"method":"a"}`}},
+		},
+		{
+			name: "duplicate jsonrpc",
+			msg:  `{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"a"}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "1", HasID: true, Err: `duplicate member "jsonrpc"`,
+				Elem: `{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"a"}`}},
+		},
+		{
+			name: "duplicate params",
+			msg:  `{"jsonrpc":"2.0","params":[],"id":1,"method":"a","params":{}}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "1", HasID: true, HasParams: true, Err: `duplicate member "params"`,
+				Elem: `{"jsonrpc":"2.0","params":[],"id":1,"method":"a","params":{}}`}},
+		},
+		{
+			name: "result twice beside a method", // unknown to the node's Request: ignored
+			msg:  `{"jsonrpc":"2.0","result":1,"id":1,"method":"a","result":2}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "1", HasID: true, IsResponse: true, Result: "1",
+				Elem: `{"jsonrpc":"2.0","result":1,"id":1,"method":"a","result":2}`}},
+		},
+		{
+			name: "response with two results",
+			msg:  `{"jsonrpc":"2.0","result":1,"id":1,"result":2}`,
+			want: []view{{ID: "1", HasID: true, IsResponse: true, Result: "1", Err: "duplicate member result or error",
+				Elem: `{"jsonrpc":"2.0","result":1,"id":1,"result":2}`}},
+		},
+		{
+			name:  "unreadable id of an invalid call", // answered with id null, as the node does
+			msg:   `[{"jsonrpc":"2.0","method":7,"id":-1}]`,
+			batch: true,
+			want: []view{{HasMethod: true, HasID: true, Err: "method is not a string",
+				Elem: `{"jsonrpc":"2.0","method":7,"id":-1}`}},
+		},
+		{
+			name:  "lone surrogate in a member name",
+			msg:   `[{"jsonrpc":"2.0","method":"a","id":1,"\ud800":0}]`,
+			batch: true,
+			want: []view{{Method: "a", HasMethod: true, HasID: true, Err: "lone surrogate in member name",
+				Elem: `{"jsonrpc":"2.0","method":"a","id":1,"\ud800":0}`}},
+		},
+		{
+			name: "lone surrogate in a nested name or value", // the node ignores them
+			msg:  `{"jsonrpc":"2.0","method":"a","id":1,"params":{"\ud800":"\udc00"},"x":"\ud800"}`,
+			want: []view{{Method: "a", HasMethod: true, ID: "1", HasID: true, HasParams: true,
+				Elem: `{"jsonrpc":"2.0","method":"a","id":1,"params":{"\ud800":"\udc00"},"x":"\ud800"}`}},
+		},
+		{
+			name: "leading form feed", // jsonrpsee skips Rust's ASCII whitespace first
+			msg:  "\f\t {\"jsonrpc\":\"2.0\",\"method\":\"a\"}",
+			want: []view{{Method: "a", HasMethod: true, Elem: `{"jsonrpc":"2.0","method":"a"}`}},
 		},
 		{
 			name: "missing method",
-			msg:  `{"id":5}`,
-			want: []view{{ID: "5", HasID: true, Err: "missing method", Elem: `{"id":5}`}},
-		},
-		{
-			name: "scalar",
-			msg:  `42`,
-			want: []view{{Err: "request is not an object", Elem: `42`}},
+			msg:  `{"jsonrpc":"2.0","id":5}`,
+			want: []view{{ID: "5", HasID: true, Err: "missing method", Elem: `{"jsonrpc":"2.0","id":5}`}},
 		},
 		{
 			name: "response",
@@ -148,12 +220,12 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name:  "batch",
-			msg:   "[ {\"method\":\"a\",\"id\":1} ,\n1, {\"method\":\"b\"},[] ]",
+			msg:   "[ {\"jsonrpc\":\"2.0\",\"method\":\"a\",\"id\":1} ,\n1, {\"jsonrpc\":\"2.0\",\"method\":\"b\"},[] ]",
 			batch: true,
 			want: []view{
-				{Method: "a", HasMethod: true, ID: "1", HasID: true, Elem: `{"method":"a","id":1}`},
+				{Method: "a", HasMethod: true, ID: "1", HasID: true, Elem: `{"jsonrpc":"2.0","method":"a","id":1}`},
 				{Err: "request is not an object", Elem: `1`},
-				{Method: "b", HasMethod: true, Elem: `{"method":"b"}`},
+				{Method: "b", HasMethod: true, Elem: `{"jsonrpc":"2.0","method":"b"}`},
 				{Err: "request is not an object", Elem: `[]`},
 			},
 		},
@@ -185,6 +257,14 @@ func TestParseErrors(t *testing.T) {
 		want Error
 	}{
 		{"empty", "  ", 10, Error{CodeParseError, 2, "empty message"}},
+		{"128 spaces first", strings.Repeat(" ", 128) + `{"jsonrpc":"2.0","method":"a"}`, 10,
+			Error{CodeParseError, 128, "no '{' or '[' in the first 128 bytes"}},
+		{"invalid without an id", `{"jsonrpc":"2.0","method":1}`, 10,
+			Error{CodeParseError, 26, "method is not a string, and no id"}},
+		{"invalid with an unreadable id", `{"jsonrpc":"2.0","method":1,"id":-1}`, 10,
+			Error{CodeParseError, 26, "method is not a string, and no id"}},
+		{"missing method, no id", `{}`, 10, Error{CodeParseError, 0, "missing method, and no id"}},
+		{"form feed after", `{"jsonrpc":"2.0","method":"a"}` + "\f", 10, Error{CodeParseError, 30, "data after the JSON value"}},
 		{"trailing garbage", `{"method":"a"} x`, 10, Error{CodeParseError, 15, "data after the JSON value"}},
 		{"two values", `{"method":"a"}{}`, 10, Error{CodeParseError, 14, "data after the JSON value"}},
 		{"invalid escape", `{"method":"a\x"}`, 10, Error{CodeParseError, 12, "invalid escape"}},
@@ -233,11 +313,11 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseDepth(t *testing.T) {
 	t.Parallel()
-	ok := `{"params":` + strings.Repeat("[", MaxDepth-1) + strings.Repeat("]", MaxDepth-1) + `,"method":"a"}`
+	ok := `{"jsonrpc":"2.0","params":` + strings.Repeat("[", MaxDepth-1) + strings.Repeat("]", MaxDepth-1) + `,"method":"a"}`
 	if _, _, err := Parse([]byte(ok), 1, nil); err != nil {
 		t.Errorf("Parse at MaxDepth: %v", err)
 	}
-	deep := `[{"params":` + strings.Repeat("[", MaxDepth-1) + strings.Repeat("]", MaxDepth-1) + `,"method":"a"}]`
+	deep := `[{"jsonrpc":"2.0","params":` + strings.Repeat("[", MaxDepth-1) + strings.Repeat("]", MaxDepth-1) + `,"method":"a"}]`
 	if _, _, err := Parse([]byte(deep), 1, nil); err == nil || err.(*Error).Reason != reasonTooDeep {
 		t.Errorf("Parse past MaxDepth inside a batch: err = %v, want %q", err, reasonTooDeep)
 	}
@@ -245,7 +325,7 @@ func TestParseDepth(t *testing.T) {
 
 func TestParseReusesDst(t *testing.T) {
 	t.Parallel()
-	msg := []byte(`[{"method":"a","id":1},{"method":"b","id":2}]`)
+	msg := []byte(`[{"jsonrpc":"2.0","method":"a","id":1},{"jsonrpc":"2.0","method":"b","id":2}]`)
 	dst := make([]Call, 0, 2)
 	calls, _, err := Parse(msg, 10, dst)
 	if err != nil {
@@ -254,7 +334,7 @@ func TestParseReusesDst(t *testing.T) {
 	if &calls[0] != &dst[:1][0] {
 		t.Error("Parse did not append into dst")
 	}
-	calls, _, err = Parse([]byte(`{"method":"c"}`), 10, calls[:0])
+	calls, _, err = Parse([]byte(`{"jsonrpc":"2.0","method":"c"}`), 10, calls[:0])
 	if err != nil || len(calls) != 1 || calls[0].Method != "c" || calls[0].ID != nil {
 		t.Errorf("second Parse = %+v, %v; want one fresh call c", calls, err)
 	}
@@ -278,7 +358,7 @@ func TestParseAllocs(t *testing.T) {
 	msgs := map[string][]byte{
 		"call":    []byte(`{"jsonrpc":"2.0","id":1,"method":"chain_getBlock","params":["0x01"]}`),
 		"escaped": []byte(`{"jsonrpc":"2.0","\u0069d":1,"\u006dethod":"chain_getBlock"}`),
-		"batch":   []byte(`[{"id":1,"method":"a"},{"id":2,"method":"b"}]`),
+		"batch":   []byte(`[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":2,"method":"b"}]`),
 	}
 	dst := make([]Call, 0, 4)
 	for name, msg := range msgs {
