@@ -47,7 +47,7 @@ func Parse(msg []byte, maxBatch int, dst []Call) (_ []Call, batch bool, err erro
 	}
 	dst = append(dst, Call{Start: i})
 	c := &dst[len(dst)-1]
-	end, err := p.element(i, c)
+	end, err := p.call(i, c)
 	if err == nil {
 		err = p.trailing(end)
 	}
@@ -66,14 +66,18 @@ func Parse(msg []byte, maxBatch int, dst []Call) (_ []Call, batch bool, err erro
 // start returns the index of the '{' or '[' a message starts with. Like
 // jsonrpsee-server 0.24 (src/transport/ws.rs background_task and
 // src/transport/http.rs read_body), it looks only at the first 128 bytes and
-// skips Rust's ASCII whitespace there, which includes form feed.
+// skips Rust's ASCII whitespace there, which includes form feed. A message
+// starting with anything else (a string, a number, a BOM) is a parse error to
+// the node (-32700, id null), and so it is here.
 func start(msg []byte) (int, error) {
 	for i, c := range msg[:min(len(msg), 128)] {
 		switch c {
 		case ' ', '\t', '\n', '\r', '\f':
 			continue
+		case '{', '[':
+			return i, nil
 		}
-		return i, nil
+		return i, syntaxError(i, "message is not an object or array")
 	}
 	if len(msg) > 128 {
 		return 128, syntaxError(128, "no '{' or '[' in the first 128 bytes")

@@ -257,6 +257,8 @@ func TestParseErrors(t *testing.T) {
 		want Error
 	}{
 		{"empty", "  ", 10, Error{CodeParseError, 2, "empty message"}},
+		{"scalar", " 42", 10, Error{CodeParseError, 1, "message is not an object or array"}},
+		{"string", `"a"`, 10, Error{CodeParseError, 0, "message is not an object or array"}},
 		{"128 spaces first", strings.Repeat(" ", 128) + `{"jsonrpc":"2.0","method":"a"}`, 10,
 			Error{CodeParseError, 128, "no '{' or '[' in the first 128 bytes"}},
 		{"invalid without an id", `{"jsonrpc":"2.0","method":1}`, 10,
@@ -283,7 +285,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad literal", `[nul]`, 10, Error{CodeParseError, 1, "invalid literal"}},
 		{"single quotes", `{'method':'a'}`, 10, Error{CodeParseError, 1, "expected object key"}},
 		{"missing colon", `{"method" "a"}`, 10, Error{CodeParseError, 10, "expected ':'"}},
-		{"BOM", "\xef\xbb\xbf{}", 10, Error{CodeParseError, 0, "invalid character"}},
+		{"BOM", "\xef\xbb\xbf{}", 10, Error{CodeParseError, 0, "message is not an object or array"}},
 		{"too deep", strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), 10,
 			Error{CodeParseError, MaxDepth, reasonTooDeep}},
 		{"empty batch", ` [ ] `, 10, Error{CodeInvalidRequest, 1, "empty batch"}},
