@@ -176,7 +176,9 @@ func TestSubscriptionCapVariants(t *testing.T) {
 		{"subscribes next to a refused call", []string{"[" + sub("1", "author_insertKey") + "," +
 			strings.Join(repeat(5, func(i int) string { return sub(fmt.Sprint(i+2), "state_subscribeRuntimeVersion") }), ",") + "]"}, 6, max, 3},
 		{"string ids the node re-encodes", repeat(6, func(int) string { return sub(`"\u0061"`, "chain_subscribeFinalizedHeads") }), 6, max, 4},
-		{"a chain's own subscription method", repeat(6, func(i int) string { return sub(fmt.Sprint(i), "mychain_subscribeThings") }), 6, 0, 4},
+		// The test node knows no such method and answers errors; in one
+		// batch, two are in flight when the other four are judged.
+		{"a chain's own subscription method", []string{"[" + strings.Join(repeat(6, func(i int) string { return sub(fmt.Sprint(i), "mychain_subscribeThings") }), ",") + "]"}, 6, 0, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,20 +53,20 @@ func TestSessionSubscriptionEnds(t *testing.T) {
 		wantLeft  int
 	}{
 		{"unsubscribe answered true", "chain_subscribeNewHeads", func(t *testing.T, s *session, id string) {
-			s.reply(t, s.forwardCall(t, `{"id":9,"method":"chain_unsubscribeNewHeads","params":[`+id+`]}`), "true")
+			s.reply(t, s.forwardCall(t, `{"jsonrpc":"2.0","id":9,"method":"chain_unsubscribeNewHeads","params":[`+id+`]}`), "true")
 		}, 0},
 		{"unsubscribe answered null", "chain_subscribeNewHeads", func(t *testing.T, s *session, id string) {
-			s.reply(t, s.forwardCall(t, `{"id":9,"method":"unsubscribe_newHead","params":[`+id+`]}`), "null")
+			s.reply(t, s.forwardCall(t, `{"jsonrpc":"2.0","id":9,"method":"unsubscribe_newHead","params":[`+id+`]}`), "null")
 		}, 0},
 		{"unsubscribe answered false: the node holds nothing", "state_subscribeRuntimeVersion", func(t *testing.T, s *session, id string) {
-			s.reply(t, s.forwardCall(t, `{"id":9,"method":"chain_unsubscribeRuntimeVersion","params":{"subscription":`+id+`}}`), "false")
+			s.reply(t, s.forwardCall(t, `{"jsonrpc":"2.0","id":9,"method":"chain_unsubscribeRuntimeVersion","params":{"subscription":`+id+`}}`), "false")
 		}, 0},
 		{"unsubscribe answered with an error keeps it", "chain_subscribeNewHeads", func(t *testing.T, s *session, id string) {
-			gw := s.forwardCall(t, `{"id":9,"method":"chain_unsubscribeNewHeads","params":[`+id+`]}`)
+			gw := s.forwardCall(t, `{"jsonrpc":"2.0","id":9,"method":"chain_unsubscribeNewHeads","params":[`+id+`]}`)
 			s.nodeMessage([]byte(`{"jsonrpc":"2.0","id":` + gw + `,"error":{"code":-32603,"message":"x"}}`))
 		}, 1},
 		{"unsubscribe of another kind keeps it", "chain_subscribeNewHeads", func(t *testing.T, s *session, id string) {
-			s.reply(t, s.forwardCall(t, `{"id":9,"method":"state_unsubscribeStorage","params":[`+id+`]}`), "false")
+			s.reply(t, s.forwardCall(t, `{"jsonrpc":"2.0","id":9,"method":"state_unsubscribeStorage","params":[`+id+`]}`), "false")
 		}, 1},
 		{"final transaction status", "author_submitAndWatchExtrinsic", func(t *testing.T, s *session, id string) {
 			for _, st := range []string{`"ready"`, `{"broadcast":["p"]}`, `{"inBlock":"0x01"}`, `{"retracted":"0x01"}`, `{"inBlock":"0x02"}`} {
@@ -116,14 +116,14 @@ func TestSessionBounds(t *testing.T) {
 	t.Parallel()
 	s := testSession(t, MaxTrackedCalls+10)
 	for i := range MaxTrackedCalls {
-		s.forwardCall(t, fmt.Sprintf(`{"id":%d,"method":"chain_subscribeNewHeads"}`, i))
+		s.forwardCall(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"chain_subscribeNewHeads"}`, i))
 	}
-	v := s.clientMessage(context.Background(), []byte(`{"id":"over","method":"chain_subscribeNewHeads"}`))
+	v := s.clientMessage(context.Background(), []byte(`{"jsonrpc":"2.0","id":"over","method":"chain_subscribeNewHeads"}`))
 	if v.forward != nil || !strings.Contains(string(v.reply), "-32005") || !strings.Contains(string(v.reply), `"id":"over"`) {
 		t.Errorf("call %d: %+v, want a -32005 refusal with its id", MaxTrackedCalls+1, v)
 	}
 	for _, id := range []string{"-1", "1.5", "1e400", "18446744073709551616", "true", "[1]", "{}"} {
-		msg := `{"id":` + id + `,"method":"chain_subscribeAllHeads"}`
+		msg := `{"jsonrpc":"2.0","id":` + id + `,"method":"chain_subscribeAllHeads"}`
 		v := s.clientMessage(context.Background(), []byte(msg))
 		if string(v.forward) != msg {
 			t.Errorf("id %s: forwarded %q, want the notification as it is", id, v.forward)
@@ -133,7 +133,7 @@ func TestSessionBounds(t *testing.T) {
 		t.Errorf("%d tracked calls, want %d", n, MaxTrackedCalls)
 	}
 	long := `"` + strings.Repeat("x", MaxIDLength) + `"`
-	v = s.clientMessage(context.Background(), []byte(`{"id":`+long+`,"method":"system_chain"}`))
+	v = s.clientMessage(context.Background(), []byte(`{"jsonrpc":"2.0","id":`+long+`,"method":"system_chain"}`))
 	if v.forward != nil || !strings.Contains(string(v.reply), `"id":null`) {
 		t.Errorf("an id over MaxIDLength: %+v, want refused with a null id", v)
 	}
