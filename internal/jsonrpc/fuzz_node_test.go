@@ -39,8 +39,8 @@ func FuzzNodeDifferential(f *testing.F) {
 	for i := range 64 {
 		f.Add([]byte(nil), []byte{byte(i), byte(i * 7), byte(i * 13), byte(i * 31), 1, byte(i), 3})
 	}
+	n := startNodeparse(f)
 	f.Fuzz(func(t *testing.T, msg, recipe []byte) {
-		n := startNodeparse(t)
 		compareWithNode(t, n, msg)
 		if len(recipe) > 0 {
 			compareWithNode(t, n, genMessage(recipe))
@@ -231,4 +231,28 @@ func nestingDepth(msg []byte) int {
 		}
 	}
 	return deepest
+}
+
+func TestSplitReading(t *testing.T) {
+	t.Parallel()
+	got := splitReading("batch\tcall\t1\t\"a\"\tnotif\t\"n\"\tinvalid\tnull")
+	if len(got) != 3 || got[0] != "call\t1\t\"a\"" || got[1] != "notif\t\"n\"" || got[2] != "invalid\tnull" {
+		t.Errorf("splitReading = %q", got)
+	}
+	for _, s := range []string{"parse", "empty", "call\t1\t\"a\"", "batch\tcall\t1"} {
+		if got := splitReading(s); got != nil {
+			t.Errorf("splitReading(%q) = %q, want nil", s, got)
+		}
+	}
+}
+
+func TestNestingDepth(t *testing.T) {
+	t.Parallel()
+	for msg, want := range map[string]int{
+		`1`: 0, `[]`: 1, `[{"a":[1]}]`: 3, `["[[[", "\"[["]`: 1, `{"a":"\\"}`: 1, `[[[`: 3,
+	} {
+		if got := nestingDepth([]byte(msg)); got != want {
+			t.Errorf("nestingDepth(%q) = %d, want %d", msg, got, want)
+		}
+	}
 }
