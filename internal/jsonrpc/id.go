@@ -57,7 +57,8 @@ func ClassifyID(raw []byte) IDKind {
 			return IDNumber
 		}
 	case c == '"':
-		if _, ok := decodeString(nil, raw); ok {
+		var buf [64]byte // most ids fit: no allocation per call
+		if _, ok := decodeString(buf[:0], raw); ok {
 			return IDString
 		}
 	}
