@@ -42,7 +42,8 @@ type Metrics struct {
 	NodeHealth func(upstream string, err error)
 
 	// Denied is called for each JSON-RPC call answered by the gateway
-	// instead of the node, with why ("method", "rate", "subscriptions").
+	// instead of the node, with why: "method" (the policy), "rate", "subscriptions"
+	// (MaxSubscriptions) or "tracked" (MaxTrackedCalls, MaxHeldBytes).
 	Denied func(reason string)
 }
 
