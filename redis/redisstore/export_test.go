@@ -1,0 +1,10 @@
+package redisstore
+
+import "time"
+
+// SetLimiterClock makes l decide at now() instead of Redis TIME, before
+// its first use.
+func SetLimiterClock(l *Limiter, now func() time.Time) { l.now = now }
+
+// DenialsLen returns how many refusals l remembers.
+func DenialsLen(l *Limiter) int { l.init(); return l.denials.len() }
