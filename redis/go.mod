@@ -3,6 +3,7 @@ module github.com/wssgate/wssgate/redis
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/wssgate/wssgate v0.0.0
 	golang.org/x/crypto v0.59.0

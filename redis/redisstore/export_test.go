@@ -8,3 +8,6 @@ func SetLimiterClock(l *Limiter, now func() time.Time) { l.now = now }
 
 // DenialsLen returns how many refusals l remembers.
 func DenialsLen(l *Limiter) int { l.init(); return l.denials.len() }
+
+// ReplicaID returns the prefix of the lease ids c takes.
+func ReplicaID(c *Conns) string { c.init(); return c.replica }
