@@ -164,4 +164,3 @@ func startHelperReplica(t *testing.T, redisAddr string, ttl time.Duration) (url,
 	}
 	panic("unreachable")
 }
-
