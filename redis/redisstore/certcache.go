@@ -105,8 +105,6 @@ type CertCache struct {
 	// while Redis is unreachable. If nil, none.
 	Mirror autocert.Cache
 
-	now func() time.Time // tests
-
 	once  sync.Once
 	token string // identifies this replica's locks
 }
@@ -147,13 +145,6 @@ func (c *CertCache) poll() time.Duration {
 		return c.PollInterval
 	}
 	return DefaultPollInterval
-}
-
-func (c *CertCache) clock() time.Time {
-	if c.now != nil {
-		return c.now()
-	}
-	return time.Now()
 }
 
 func (c *CertCache) dataKey(key string) string { return c.Store.key(c.name(), "data", key) }
@@ -355,6 +346,6 @@ func (c *CertCache) due(data []byte) bool {
 		if c.RenewBefore > 0 {
 			threshold = min(c.RenewBefore, 30*24*time.Hour)
 		}
-		return !c.clock().Before(leaf.NotAfter.Add(-threshold))
+		return !time.Now().Before(leaf.NotAfter.Add(-threshold))
 	}
 }

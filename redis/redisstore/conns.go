@@ -360,6 +360,7 @@ func (c *Conns) Close() error {
 	stop, done := c.stop, c.done
 	if c.beating {
 		close(stop)
+		c.beating = false
 	}
 	leases := c.leases
 	c.leases = make(map[string]string)

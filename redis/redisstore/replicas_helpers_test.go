@@ -18,7 +18,9 @@ import (
 )
 
 // startNode runs a fake Substrate node until t ends.
-func startNode(t *testing.T) *rpctest.Node {
+func startNode(t *testing.T) *rpctest.Node { return startNodeB(t) }
+
+func startNodeB(t testing.TB) *rpctest.Node {
 	t.Helper()
 	n, err := rpctest.Start(&rpctest.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -162,7 +162,7 @@ func (s *Store) callTimeout(d time.Duration, fn func(ctx context.Context) error)
 
 // observe updates the health state after a Redis call.
 func (s *Store) observe(err error) {
-	if err == nil || errors.Is(err, redis.Nil) || isScriptError(err) {
+	if err == nil || errors.Is(err, redis.Nil) {
 		if s.down.Load() {
 			s.mu.Lock()
 			since := s.downSince
@@ -182,13 +182,6 @@ func (s *Store) observe(err error) {
 		s.downSince = time.Now()
 		s.logger().Warn("redis: unreachable; limits fall back to this replica's own", "err", err)
 	}
-}
-
-// isScriptError reports whether err is Redis answering with an error
-// (such as NOSCRIPT), which shows it is reachable.
-func isScriptError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
 }
 
 // countFallback counts one decision made without Redis by store name.
