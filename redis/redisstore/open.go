@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/wssgate/wssgate/ratelimit"
+	"golang.org/x/crypto/acme/autocert"
 	"golang.org/x/time/rate"
 )
 
@@ -64,12 +64,6 @@ func (s *Store) Conns(name string, perKey, total int) *Conns {
 // CertCache returns a shared ACME cache for a certs.ACME whose
 // RenewBefore is renewBefore, mirrored to mirror if not nil. See
 // [CertCache].
-func (s *Store) CertCache(renewBefore time.Duration, mirror interface {
-	Get(context.Context, string) ([]byte, error)
-	Put(context.Context, string, []byte) error
-	Delete(context.Context, string) error
-}) *CertCache {
+func (s *Store) CertCache(renewBefore time.Duration, mirror autocert.Cache) *CertCache {
 	return &CertCache{Store: s, RenewBefore: renewBefore, Mirror: mirror}
 }
-
-var _ ratelimit.ConnLimiter = (*Conns)(nil)
