@@ -74,6 +74,16 @@ return 0
 // autocert.DirCache, say), and a missing certificate is reported as
 // missing, so that replica orders on its own, as a lone replica would.
 //
+// # Caveats
+//
+// autocert reads the cache while holding its state lock, so a replica
+// waiting for another's order serves no new name until it is stored
+// (names it already holds are served from memory). A waiting replica
+// whose context ends (autocert allows 5 minutes for a first order, 10
+// for a renewal) before the holder stores anything orders on its own.
+// The lock is a single Redis key (SET NX PX), not Redlock: it is as
+// available as the Redis it lives in.
+//
 // The zero CertCache is not usable: Store is required. Fields must not
 // be changed after first use.
 type CertCache struct {

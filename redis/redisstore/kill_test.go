@@ -111,7 +111,9 @@ func TestReplicaKilledLeasesExpire(t *testing.T) {
 	}
 	took := time.Since(killed)
 	t.Logf("kill -9 of a replica holding 2 of 3 leases: new connection accepted %v after the kill (lease TTL %v)", took.Round(time.Millisecond), ttl)
-	if took > ttl+250*time.Millisecond {
+	// The scores above bound the expiry exactly; this allows for the
+	// polling handshakes of a loaded machine.
+	if took > ttl+time.Second {
 		t.Errorf("leases outlived the TTL: accepted %v after the kill, TTL %v", took, ttl)
 	}
 	if n, err := conns.InUse(ctx); err != nil || n != 2 {
