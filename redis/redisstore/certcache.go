@@ -181,8 +181,12 @@ func (c *CertCache) Get(ctx context.Context, key string) ([]byte, error) {
 	case !isCertKey(key):
 		return data, err
 	}
+	waited := false
 	for {
 		if err == nil && !c.due(data) {
+			if waited {
+				c.Store.logger().Info("acme: using the certificate another replica stored", "name", key)
+			}
 			return data, nil
 		}
 		held, lerr := c.lock(ctx, key)
@@ -199,8 +203,10 @@ func (c *CertCache) Get(ctx context.Context, key string) ([]byte, error) {
 				c.unlock(key)
 				return data, nil
 			}
+			c.Store.logger().Info("acme: this replica orders the certificate; the others wait for it", "name", key)
 			return nil, autocert.ErrCacheMiss
 		}
+		waited = true
 		t := time.NewTimer(c.poll())
 		select {
 		case <-ctx.Done():

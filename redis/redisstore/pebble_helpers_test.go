@@ -128,9 +128,9 @@ func startProc(t *testing.T, bin string, args, env []string, ready ...string) (*
 	return out, nil
 }
 
-// startPebble runs Pebble validating TLS-ALPN-01 on tlsPort, issuing
-// certificates valid for validity.
-func startPebble(t *testing.T, tlsPort int, validity time.Duration) *pebbleEnv {
+// startPebble runs Pebble validating TLS-ALPN-01 on tlsPort and HTTP-01
+// on httpPort, issuing certificates valid for validity.
+func startPebble(t *testing.T, tlsPort, httpPort int, validity time.Duration) *pebbleEnv {
 	t.Helper()
 	bins, err := pebbleBins()
 	if err != nil {
@@ -161,9 +161,9 @@ func startPebble(t *testing.T, tlsPort int, validity time.Duration) *pebbleEnv {
 		cfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
 			"listenAddress": listen, "managementListenAddress": mgmt,
 			"certificate": filepath.Join(abs, "cert.pem"), "privateKey": filepath.Join(abs, "key.pem"),
-			"httpPort": freePort(t), "tlsPort": tlsPort, "ocspResponderURL": "", "keyAlgorithm": "ecdsa",
+			"httpPort": httpPort, "tlsPort": tlsPort, "ocspResponderURL": "", "keyAlgorithm": "ecdsa",
 			"retryAfter": map[string]int{"authz": 1, "order": 1},
-			"profiles":   map[string]any{"default": map[string]any{"description": "test", "validityPeriod": int64(validity.Seconds())}},
+			"profiles":   map[string]any{"default": map[string]any{"description": "test", "validityPeriod": validitySeconds(validity)}},
 		}})
 		name := filepath.Join(t.TempDir(), "pebble-config.json")
 		if err := os.WriteFile(name, cfg, 0o644); err != nil {
@@ -212,4 +212,12 @@ func fetchRoot(t *testing.T, dirRoots *x509.CertPool, url string) *x509.CertPool
 		t.Fatalf("GET %s: %v %q", url, err, b)
 	}
 	return pool
+}
+
+// validitySeconds is Pebble's validityPeriod: 90 days if d is zero.
+func validitySeconds(d time.Duration) int64 {
+	if d == 0 {
+		return 90 * 24 * 3600
+	}
+	return int64(d.Seconds())
 }
