@@ -264,10 +264,12 @@ func (c *CertCache) Delete(ctx context.Context, key string) error {
 // health. Unlike limiter calls it always tries Redis: these calls are
 // rare and not on a handshake's path.
 func (c *CertCache) do(ctx context.Context, fn func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	cctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
-	err := fn(ctx)
-	c.Store.observe(err)
+	err := fn(cctx)
+	if ctx.Err() == nil { // the caller giving up says nothing about Redis
+		c.Store.observe(err)
+	}
 	return err
 }
 

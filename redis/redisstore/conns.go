@@ -152,8 +152,8 @@ var _ ratelimit.ConnLimiter = (*Conns)(nil)
 // Validate reports whether c's fields are usable.
 func (c *Conns) Validate() error {
 	var errs []error
-	if c.Store == nil {
-		errs = append(errs, errors.New("redisstore: Conns.Store is nil"))
+	if c.Store == nil || c.Store.Client == nil {
+		errs = append(errs, errors.New("redisstore: Conns.Store is nil or has no Client"))
 	}
 	if c.PerKey < 0 {
 		errs = append(errs, fmt.Errorf("redisstore: Conns.PerKey %d is negative", c.PerKey))

@@ -122,7 +122,7 @@ func TestConnsValidate(t *testing.T) {
 	t.Parallel()
 	c := &redisstore.Conns{PerKey: -1, Total: -2, TTL: time.Millisecond, Mode: -1}
 	_, err := c.Acquire("k")
-	for _, want := range []string{"Conns.Store is nil", "Conns.PerKey -1", "Conns.Total -2", "Conns.TTL 1ms", "Conns.Mode Mode(-1)"} {
+	for _, want := range []string{"Conns.Store is nil or has no Client", "Conns.PerKey -1", "Conns.Total -2", "Conns.TTL 1ms", "Conns.Mode Mode(-1)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Acquire with bad fields: err = %v, want it to name %q", err, want)
 		}

@@ -103,8 +103,8 @@ var _ ratelimit.Limiter = (*Limiter)(nil)
 // Validate reports whether l's fields are usable.
 func (l *Limiter) Validate() error {
 	var errs []error
-	if l.Store == nil {
-		errs = append(errs, errors.New("redisstore: Limiter.Store is nil"))
+	if l.Store == nil || l.Store.Client == nil {
+		errs = append(errs, errors.New("redisstore: Limiter.Store is nil or has no Client"))
 	}
 	if l.Rate < 0 || math.IsNaN(float64(l.Rate)) {
 		errs = append(errs, fmt.Errorf("redisstore: Limiter.Rate %v is negative or NaN", float64(l.Rate)))

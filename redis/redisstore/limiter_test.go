@@ -128,7 +128,7 @@ func TestLimiterValidate(t *testing.T) {
 	t.Parallel()
 	l := &redisstore.Limiter{Rate: -1, Burst: -1, MaxDenials: -1, Mode: 7}
 	err := l.Validate()
-	for _, want := range []string{"Limiter.Store is nil", "Limiter.Rate -1", "Limiter.Burst -1", "Limiter.MaxDenials -1", "Limiter.Mode Mode(7)"} {
+	for _, want := range []string{"Limiter.Store is nil or has no Client", "Limiter.Rate -1", "Limiter.Burst -1", "Limiter.MaxDenials -1", "Limiter.Mode Mode(7)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %q", err, want)
 		}
