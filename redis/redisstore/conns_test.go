@@ -20,6 +20,7 @@ func TestConnsLeases(t *testing.T) {
 	stB, _ := newStore(t, srv.Addr)
 	a := &redisstore.Conns{Store: stA, PerKey: 2, Total: 3, TTL: 300 * time.Millisecond}
 	b := &redisstore.Conns{Store: stB, PerKey: 2, Total: 3, TTL: 300 * time.Millisecond}
+	t.Cleanup(func() { b.Close() })
 
 	relA, err := a.Acquire("k1")
 	if err != nil {
