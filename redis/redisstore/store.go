@@ -39,6 +39,7 @@ const (
 	FailClosed
 )
 
+// String returns "local", "open" or "closed".
 func (m Mode) String() string {
 	switch m {
 	case FallbackLocal:
