@@ -18,7 +18,7 @@ import (
 // transport is shared by the WebSocket dialer and the HTTP forwarder, so
 // both honour DialTimeout and UpstreamTLS.
 func (p *Proxy) transport() *http.Transport {
-	d := &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second}
+	d := p.dialer()
 	tr := &http.Transport{
 		Proxy:                 nil, // the node is local; never route it via HTTP_PROXY
 		DialContext:           d.DialContext,
@@ -37,10 +37,14 @@ func (p *Proxy) transport() *http.Transport {
 // wrapped in a sideConn.
 func (p *Proxy) wsTransport() http.RoundTripper {
 	return &upgradeTransport{
-		dialer:      &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second},
+		dialer:      p.dialer(),
 		dialTimeout: p.opts.DialTimeout,
 		tls:         p.opts.UpstreamTLS,
 	}
+}
+
+func (p *Proxy) dialer() *net.Dialer {
+	return &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second, Resolver: p.opts.resolver}
 }
 
 func (p *Proxy) reverseProxy(tr http.RoundTripper) *httputil.ReverseProxy {
@@ -199,26 +203,5 @@ func (p *Proxy) httpError(w http.ResponseWriter, r *http.Request, err error) {
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node request failed",
 			slog.String("error", err.Error()))
 		p.refuse(w, r, http.StatusBadGateway, RefusalNodeDown, "node unavailable: "+dialCause(err))
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-// dialCause is a short, address-free description of why the node could not
-// be reached, safe to show to internet clients.
-func dialCause(err error) string {
-	var op *net.OpError
-	switch {
-	case isTimeout(err):
-		return "timeout"
-	case errors.As(err, &op) && op.Op == "dial":
-		return "connection refused"
-	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed"
-	default:
-		return "connection failed"
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"path"
@@ -132,6 +133,10 @@ type Options struct {
 	// reported. The metrics package provides hooks that count for
 	// Prometheus and expvar.
 	Metrics *Metrics
+
+	// resolver, if set, resolves node names: a test seam for a DNS server
+	// on loopback.
+	resolver *net.Resolver
 
 	// Policy decides which JSON-RPC methods clients may call, over
 	// WebSocket (each message, and each element of a batch) and HTTP POST.

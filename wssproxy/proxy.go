@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,8 +75,12 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	if o.Metrics != nil {
 		p.metrics = hooks{*o.Metrics}
 	}
-	for _, s := range upstreams {
-		u, err := parseUpstream(s)
+	for i, s := range upstreams {
+		name := "upstream"
+		if len(upstreams) > 1 {
+			name = fmt.Sprintf("upstreams[%d]", i)
+		}
+		u, err := parseUpstream(name, s)
 		if err != nil {
 			return nil, err
 		}
@@ -92,10 +97,17 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	return p, nil
 }
 
-func parseUpstream(s string) (*url.URL, error) {
+// parseUpstream parses and checks one upstream URL; name is the argument
+// to name in errors ("upstream", or "upstreams[i]" in a pool).
+func parseUpstream(name, s string) (*url.URL, error) {
+	if hostPort, _, _ := strings.Cut(s, "/"); !strings.Contains(s, "://") && hostPort != "" {
+		if _, _, err := net.SplitHostPort(hostPort); err == nil {
+			return nil, fmt.Errorf("wssproxy: %s %q has no scheme; did you mean %q?", name, s, "ws://"+s)
+		}
+	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("wssproxy: upstream %q: %w", s, err)
+		return nil, fmt.Errorf("wssproxy: %s %q: %w", name, s, err)
 	}
 	switch u.Scheme {
 	case "ws", "wss":
@@ -104,13 +116,19 @@ func parseUpstream(s string) (*url.URL, error) {
 	case "https":
 		u.Scheme = "wss"
 	default:
-		return nil, fmt.Errorf("wssproxy: upstream %q: scheme must be ws:// or wss://", s)
+		return nil, fmt.Errorf("wssproxy: %s %q: scheme must be ws:// or wss://", name, s)
 	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("wssproxy: upstream %q: missing host", s)
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("wssproxy: %s %q: missing host", name, s)
 	}
 	if u.User != nil || u.Fragment != "" {
-		return nil, fmt.Errorf("wssproxy: upstream %q: user info and fragments are not supported", s)
+		return nil, fmt.Errorf("wssproxy: %s %q: user info and fragments are not supported", name, s)
+	}
+	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
+		// url.Parse checks that a port is digits, not its range.
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("wssproxy: %s %q: port %q is not in 1-65535", name, s, port)
+		}
 	}
 	return u, nil
 }

@@ -207,7 +207,8 @@ func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*websocket.Conn, *side
 		}
 		fail = f
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
-			slog.String("client", pc.key), slog.String("upstream", b.host), slog.String("error", f.cause.Error()))
+			slog.String("client", pc.key), slog.String("upstream", b.host),
+			slog.String("reason", f.msg), slog.String("error", f.cause.Error()))
 		p.recordHealth(b, fmt.Errorf("dial failed: %s", f.msg))
 	}
 	if fail == nil {
@@ -245,16 +246,18 @@ func (p *Proxy) dialNode(r *http.Request, b *backend) (*websocket.Conn, *sideCon
 			slog.String("upstream", b.host), slog.Duration("latency", time.Since(start)))
 		return node, slot.side, nil
 	}
-	switch {
+	switch cause := dialCause(err); {
 	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
-		return nil, nil, &dialFailure{http.StatusBadGateway, RefusalNodeRefused,
-			fmt.Sprintf("node refused the WebSocket handshake (%s)", resp.Status), err}
+		return nil, nil, &dialFailure{http.StatusBadGateway, RefusalNodeRefused, statusCause(resp), err}
 	case ctx.Err() != nil && r.Context().Err() == nil, isTimeout(err):
-		return nil, nil, &dialFailure{http.StatusGatewayTimeout, RefusalNodeTimeout,
-			"node did not complete the WebSocket handshake in time", err}
+		msg := "node did not complete the WebSocket handshake in time"
+		if cause != "timed out" {
+			msg += " (" + cause + ")"
+		}
+		return nil, nil, &dialFailure{http.StatusGatewayTimeout, RefusalNodeTimeout, msg, err}
 	default:
 		return nil, nil, &dialFailure{http.StatusBadGateway, RefusalNodeDown,
-			"node unavailable: " + dialCause(err), err}
+			"node unavailable: " + cause, err}
 	}
 }
 
