@@ -123,6 +123,7 @@ type mergeKey struct{}
 // the node's reply gets the refusals merged in.
 func (p *Proxy) serveRPCPost(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
+	r = rpcBody(r, body) // refusals from here on are JSON-RPC errors
 	if err != nil {
 		p.httpError(w, r, err)
 		return

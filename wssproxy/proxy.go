@@ -150,27 +150,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.serveHTTP(w, r)
 }
 
-// refuse answers a request the gateway will not serve, with a plain-text
-// reason, and logs it.
-func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, detail string) {
-	p.metrics.Refused(Refusal{Reason: reason, Status: status, WebSocket: hasToken(r.Header, "Connection", "upgrade")})
-	p.log.LogAttrs(r.Context(), slog.LevelInfo, "wssproxy: refused",
-		slog.String("client", peerAddr(r).String()),
-		slog.Int("status", status),
-		slog.String("reason", reason),
-		slog.String("detail", detail))
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if r.ContentLength != 0 {
-		// Or net/http reads up to 256 KiB of the unread body before it
-		// sends the refusal, waiting on a client that may never send it.
-		h.Set("Connection", "close")
-	}
-	w.WriteHeader(status)
-	fmt.Fprintf(w, "wssgate: %s\n", detail)
-}
-
 // hasToken reports whether the comma-separated header name contains token,
 // case-insensitively (RFC 9110 section 5.6.1).
 func hasToken(h http.Header, name, token string) bool {
