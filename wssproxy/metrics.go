@@ -79,6 +79,7 @@ const (
 	RefusalRate         = "rate"
 	RefusalConnsClient  = "conns_per_client"
 	RefusalConnsTotal   = "conns_total"
+	RefusalConnsNode    = "conns_per_node"
 )
 
 // hooks calls the proxy's Metrics hooks, skipping nil ones.

@@ -164,6 +164,16 @@ type Options struct {
 	// QS_SrvMaxConnPerIP 50 is &ratelimit.Conns{PerKey: 50}.
 	ConnLimit ratelimit.ConnLimiter
 
+	// MaxConnsPerNode caps the WebSocket connections the gateway holds to
+	// each node. A Substrate node serves 100 by default
+	// (--rpc-max-connections) and refuses the dial past that, which costs
+	// the client a 502; with the cap, the gateway answers 503 with
+	// Retry-After before any dial, and in a pool a full node is skipped for
+	// another. Raise the node's flag and this together. Plain HTTP
+	// requests, on the gateway's pooled connections, are not counted.
+	// If zero, no cap. Negative is invalid.
+	MaxConnsPerNode int
+
 	// MessageRate limits JSON-RPC calls per second on one connection,
 	// with bursts of MessageBurst. A call over the limit is answered with
 	// a JSON-RPC error (code -32005, "limit exceeded") carrying its id and
@@ -269,6 +279,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, fmt.Errorf("wssproxy: Options.MessageBurst is %d; it must not be negative", c.MessageBurst)
 	case c.MaxSubscriptions < 0:
 		return c, fmt.Errorf("wssproxy: Options.MaxSubscriptions is %d; it must not be negative", c.MaxSubscriptions)
+	case c.MaxConnsPerNode < 0:
+		return c, fmt.Errorf("wssproxy: Options.MaxConnsPerNode is %d; it must not be negative", c.MaxConnsPerNode)
 	case c.MessageLimitDelay < 0:
 		return c, fmt.Errorf("wssproxy: Options.MessageLimitDelay is %v; it must not be negative", c.MessageLimitDelay)
 	}

@@ -43,6 +43,20 @@ func newBackend(u *url.URL) *backend {
 	return b
 }
 
+// reserve takes one of the node's connection slots, if it has fewer than
+// limit in use (limit 0: no cap). Undo it with conns.Add(-1).
+func (b *backend) reserve(limit int) bool {
+	for {
+		n := b.conns.Load()
+		if limit > 0 && n >= int64(limit) {
+			return false
+		}
+		if b.conns.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 func (b *backend) setHealth(ok bool, why string) (changed bool) {
 	b.mu.Lock()
 	b.lastErr = why

@@ -102,7 +102,7 @@ func rpcBody(r *http.Request, body []byte) *http.Request {
 // (invalid request) for the rest.
 func rpcRefusalCode(reason string) int {
 	switch reason {
-	case RefusalRate, RefusalConnsClient, RefusalConnsTotal, RefusalBodyTooLarge:
+	case RefusalRate, RefusalConnsClient, RefusalConnsTotal, RefusalConnsNode, RefusalBodyTooLarge:
 		return jsonrpc.CodeLimitExceeded
 	case RefusalNodeDown, RefusalNodeTimeout, RefusalNodeRefused, RefusalShuttingDown:
 		return jsonrpc.CodeInternalError

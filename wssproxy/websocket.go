@@ -67,6 +67,9 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 
 	node, nodeSide, fail := p.dialPool(r, pc)
 	if fail != nil {
+		if fail.reason == RefusalConnsNode {
+			w.Header().Set("Retry-After", "5")
+		}
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
 		return
 	}
@@ -192,26 +195,36 @@ type dialFailure struct {
 }
 
 // dialPool dials the pool's nodes in order of preference until one
-// answers, and assigns it to pc. A node that fails is marked unhealthy.
+// answers, and assigns it to pc. A node that fails is marked unhealthy;
+// one at Options.MaxConnsPerNode is skipped, undialed.
 func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*websocket.Conn, *sideConn, *dialFailure) {
 	var fail *dialFailure
+	full := false
 	for _, b := range p.candidates() {
 		if r.Context().Err() != nil {
 			break
 		}
+		if !b.reserve(p.opts.MaxConnsPerNode) {
+			full = true
+			continue
+		}
 		node, side, f := p.dialNode(r, b)
 		if f == nil {
-			b.conns.Add(1)
 			pc.b = b
 			return node, side, nil
 		}
+		b.conns.Add(-1)
 		fail = f
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
 			slog.String("client", pc.key), slog.String("upstream", b.host),
 			slog.String("reason", f.msg), slog.String("error", f.cause.Error()))
 		p.recordHealth(b, fmt.Errorf("dial failed: %s", f.msg))
 	}
-	if fail == nil {
+	switch {
+	case fail == nil && full:
+		fail = &dialFailure{http.StatusServiceUnavailable, RefusalConnsNode,
+			"every node is at the gateway's connection limit for it; retry later", nil}
+	case fail == nil:
 		fail = &dialFailure{http.StatusBadGateway, RefusalNodeDown, "client went away", r.Context().Err()}
 	}
 	return nil, nil, fail
