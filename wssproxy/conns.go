@@ -2,6 +2,7 @@ package wssproxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -56,14 +57,19 @@ func (p *Proxy) snapshot() (conns []*proxyConn, first bool) {
 // sent before it saw the close frame still reach the node. Shutdown waits
 // for the connections to end; if ctx ends first, the rest are dropped as
 // by [Proxy.Close] and ctx's error is returned. A second Shutdown or Close
-// waits likewise and returns net.ErrClosed.
+// waits likewise and returns net.ErrClosed; no client gets a second close
+// frame. Each connection is logged and counted once, as closed by the
+// gateway with the code it sent (closed_by=gateway, 1001). Shutdown returns
+// only once the goroutines it started have exited.
 //
 // Shutdown does not stop the http.Server the proxy is mounted on; call its
 // Shutdown too (before or after, both orders work).
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	conns, first := p.snapshot()
+	var drains sync.WaitGroup
+	defer drains.Wait()
 	for _, pc := range conns {
-		go pc.drain()
+		drains.Go(pc.drain) // a no-op for one an earlier Shutdown drains
 	}
 	done := make(chan struct{})
 	go func() {
@@ -136,8 +142,10 @@ type proxyConn struct {
 
 	// toClient serialises whole messages written to the client, so a drain
 	// never cuts a message in half.
-	toClient sync.Mutex
-	draining bool // guarded by toClient
+	toClient  sync.Mutex
+	draining  bool         // guarded by toClient
+	closeSent atomic.Int32 // the close code drain sent the client, or 0
+	drainOnce sync.Once
 
 	stats    [2]dirStats // indexed by direction
 	reported [2][2]int64 // msgs and bytes already passed to Metrics
@@ -163,8 +171,18 @@ type dirStats struct {
 // within closeTimeout is dropped.
 //
 // The close frame is written on the client's socket, not with cc.Close, which
-// would read and discard the client's messages until its close frame.
+// would read and discard the client's messages until its close frame. It is
+// the last frame the client gets: the socket then refuses writes, so neither
+// a second Shutdown nor the websocket package's echo of the client's close
+// sends another (RFC 6455 section 5.5.1).
 func (pc *proxyConn) drain() {
+	if h := pc.p.testHookDrain; h != nil {
+		h()
+	}
+	pc.drainOnce.Do(pc.drainNow)
+}
+
+func (pc *proxyConn) drainNow() {
 	pc.toClient.Lock()
 	pc.draining = true // no data frame is in progress: writes hold toClient
 	cc, ctx := pc.cc, pc.ctx
@@ -175,7 +193,12 @@ func (pc *proxyConn) drain() {
 	}
 	// Holding toClient, no message is half written; a pong the websocket
 	// package writes meanwhile is one whole Write, as is this frame.
-	_, err := side.Write(closeFrame(websocket.StatusGoingAway, reasonShutdown)) // after any held bytes
+	// Recorded first: the client may answer before writeLast returns.
+	pc.closeSent.Store(int32(websocket.StatusGoingAway))
+	err := side.writeLast(closeFrame(websocket.StatusGoingAway, reasonShutdown)) // after any held bytes
+	if err != nil {
+		pc.closeSent.Store(0)
+	}
 	pc.toClient.Unlock()
 	if err != nil {
 		pc.kill()
@@ -198,6 +221,36 @@ const closeTimeout = 5 * time.Second
 func closeFrame(code websocket.StatusCode, reason string) []byte {
 	reason = truncateReason(reason)
 	return append([]byte{0x88, byte(2 + len(reason)), byte(code >> 8), byte(code)}, reason...)
+}
+
+// errCloseSent is the sticky write error of a socket after its last
+// frame, a close. It is a net.ErrClosed, which the websocket package
+// ignores when it tries to echo the peer's close.
+var errCloseSent = fmt.Errorf("wssproxy: close frame already sent: %w", net.ErrClosed)
+
+// writeLast writes p, after anything held, as the last bytes of the
+// socket: later writes fail with errCloseSent.
+func (s *sideConn) writeLast(p []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	if _, err := s.send(p); err != nil {
+		return err
+	}
+	s.err = errCloseSent
+	return nil
+}
+
+// sentClose returns the close code drain sent the client, or 0. It takes
+// no lock: finish calls it while a write stalled on the client may hold
+// toClient.
+func (pc *proxyConn) sentClose() websocket.StatusCode {
+	return websocket.StatusCode(pc.closeSent.Load())
 }
 
 // kill drops both sides without handshakes.

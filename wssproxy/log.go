@@ -2,8 +2,11 @@ package wssproxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // logClose writes the one log line each connection gets when it ends.
@@ -27,8 +30,16 @@ func (pc *proxyConn) logClose() {
 		slog.Int("node_code", int(ci.nodeCode)),
 		slog.String("node_reason", ci.nodeReason),
 	}
-	if ci.err != nil {
+	if ci.err != nil && !normalEnd(ci) {
 		attrs = append(attrs, slog.String("error", ci.err.Error()))
 	}
 	pc.p.log.LogAttrs(context.Background(), level, "wssproxy: connection closed", attrs...)
+}
+
+// normalEnd reports whether the connection ended by a close handshake or
+// the gateway's own decision (shutdown), which the codes and reasons
+// already describe: no error to log.
+func normalEnd(ci *closeInfo) bool {
+	return websocket.CloseStatus(ci.err) != -1 || ci.by == sideGateway && errors.Is(ci.err, errShutdown) ||
+		ci.by == sideGateway && ci.clientReason == reasonShutdown
 }

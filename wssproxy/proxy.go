@@ -40,6 +40,8 @@ type Proxy struct {
 	draining   chan struct{} // closed when Shutdown or Close starts
 	done       sync.WaitGroup
 	healthDone sync.WaitGroup
+
+	testHookDrain func() // if set, called as each drain starts; for tests
 }
 
 // New returns a Proxy for the node at upstream, a ws:// or wss:// URL such

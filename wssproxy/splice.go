@@ -366,7 +366,14 @@ func (pc *proxyConn) finish(err error) {
 			pc.cancel()
 		}
 		pc.end = pc.classify(err)
+		sent := pc.sentClose()
+		if sent != 0 { // drained: the client has its close frame already
+			pc.end.clientCode = -1
+		}
 		pc.closeSides(pc.end)
+		if sent != 0 {
+			pc.end.by, pc.end.clientCode, pc.end.clientReason = sideGateway, sent, reasonShutdown
+		}
 	})
 }
 
