@@ -99,19 +99,10 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // refuseMethod answers a request with a body and a method other than POST
 // while a policy is on: 405, as a JSON-RPC error for a JSON-RPC body.
 func (p *Proxy) refuseMethod(w http.ResponseWriter, r *http.Request) {
-	p.metrics.Refused(Refusal{Reason: RefusalMethod, Status: http.StatusMethodNotAllowed})
 	w.Header().Set("Allow", "GET, POST")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10))
-	if t := jsonrpc.TrimSpace(body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		b := jsonrpc.AppendError(nil, nil, jsonrpc.CodeInvalidRequest,
-			"HTTP method "+r.Method+" not allowed: send JSON-RPC requests with POST", "")
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		w.Write(b)
-		return
-	}
-	http.Error(w, "method "+r.Method+" not allowed: send JSON-RPC requests with POST", http.StatusMethodNotAllowed)
+	p.refuse(w, rpcBody(r, body), http.StatusMethodNotAllowed, RefusalMethod,
+		"HTTP method "+r.Method+" not allowed: send JSON-RPC requests with POST")
 }
 
 // mergeKey carries, in a forwarded request's context, the JSON-RPC errors

@@ -171,6 +171,8 @@ func TestRefusalCountedOnce(t *testing.T) {
 			req: post, want: Refusal{RefusalNodeDown, http.StatusBadGateway, false}},
 		{name: "body too large", opts: func() *Options { return &Options{MaxBodyBytes: 10} },
 			req: post, want: Refusal{RefusalBodyTooLarge, http.StatusRequestEntityTooLarge, false}},
+		{name: "HTTP method", req: request{method: http.MethodPatch, header: post.header, body: post.body, size: 49},
+			want: Refusal{RefusalMethod, http.StatusMethodNotAllowed, false}},
 		{name: "chunked body too large", opts: func() *Options { return &Options{MaxBodyBytes: 10} },
 			req: request{method: http.MethodPost, header: post.header, size: -1,
 				body: post.body},

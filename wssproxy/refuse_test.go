@@ -65,6 +65,8 @@ func TestRefusalBodies(t *testing.T) {
 		{name: "node down, no policy", nodeDown: true, opts: Options{Policy: AllowAll()}, method: http.MethodPost, header: jsonCT,
 			body: call, status: 502, want: &rpcErr{-32603, "null"}},
 		{name: "node down, not JSON", nodeDown: true, method: http.MethodGet, status: 502, detail: "connection refused"},
+		{name: "PUT, JSON-RPC body", method: http.MethodPut, body: call, status: 405, want: &rpcErr{-32600, "7"}, detail: "PUT not allowed"},
+		{name: "PUT, text body", method: http.MethodPut, body: "hello", status: 405, detail: "PUT not allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
