@@ -509,7 +509,7 @@ func TestCountersServeHTTP(t *testing.T) {
 	}{
 		{http.MethodGet, http.StatusOK, countersGolden},
 		{http.MethodHead, http.StatusOK, ""},
-		{http.MethodPost, http.StatusMethodNotAllowed, "wssproxy: metrics need GET or HEAD\n"},
+		{http.MethodPost, http.StatusMethodNotAllowed, "metrics: /metrics needs GET or HEAD\n"},
 	}
 	srv := httptest.NewServer(c)
 	t.Cleanup(srv.Close)

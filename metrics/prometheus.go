@@ -14,7 +14,7 @@ import (
 func (c *Counters) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "wssproxy: metrics need GET or HEAD", http.StatusMethodNotAllowed)
+		http.Error(w, "metrics: /metrics needs GET or HEAD", http.StatusMethodNotAllowed)
 		return
 	}
 	b := c.Snapshot().appendPrometheus(nil)
