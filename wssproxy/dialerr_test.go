@@ -148,6 +148,14 @@ func TestDialErrorsNameTheCause(t *testing.T) {
 		status: http.StatusGatewayTimeout, cause: "node did not complete the WebSocket handshake in time",
 		health: "unreachable: timed out", logCause: "i/o timeout",
 	}, {
+		name: "connect timeout",
+		prepare: func(t *testing.T, o *Options) string {
+			o.DialTimeout = time.Nanosecond // over before the SYN is answered
+			return newEchoNode(t, nil).URL()
+		},
+		status: http.StatusGatewayTimeout, cause: "node did not complete the WebSocket handshake in time (connect timed out)",
+		health: "unreachable: connect timed out", logCause: "i/o timeout",
+	}, {
 		name: "TLS unknown authority",
 		prepare: func(t *testing.T, o *Options) string {
 			srv := quietTLSServer(t)
