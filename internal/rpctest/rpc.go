@@ -105,6 +105,9 @@ func (n *Node) handleOne(c *wsConn, raw []byte, subs *[]string) []byte {
 	}
 	req.ID = id
 	n.recordSeen(req.Method)
+	if n.unsafeRefused(req.Method) {
+		return n.reply(req.ID, nil, errUnsafe)
+	}
 	m, ok := methods[req.Method]
 	if !ok {
 		return n.reply(req.ID, nil, &Error{Code: CodeMethodNotFound, Message: "Method not found"})
