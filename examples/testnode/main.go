@@ -48,7 +48,7 @@ func run() error {
 	defer stop()
 
 	node, err := rpctest.Start(&rpctest.Options{
-		Addr:          *listen,
+		Addr:           *listen,
 		BlockInterval:  *interval,
 		SafeRPCMethods: *rpcMethods == "safe",
 		Logger:         logger,
