@@ -188,7 +188,8 @@ func (n *Node) HTTPURL() string {
 }
 
 // Seen returns the methods of the requests received so far over WebSocket
-// and HTTP, batch items included, in order of arrival.
+// and HTTP, batch items included, in order of arrival. A batch's methods
+// are recorded together, once it is handled.
 func (n *Node) Seen() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -212,10 +213,13 @@ func (n *Node) WaitSeen(ctx context.Context, count int) error {
 	}
 }
 
-func (n *Node) recordSeen(method string) {
+func (n *Node) recordSeen(methods ...string) {
+	if len(methods) == 0 {
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.seen = append(n.seen, method)
+	n.seen = append(n.seen, methods...)
 	close(n.seenCh)
 	n.seenCh = make(chan struct{})
 }

@@ -1,0 +1,481 @@
+package wssproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Node states, as [NodeStatus].State reports them. Every state but
+// StateHealthy keeps new connections away from the node.
+const (
+	StateHealthy         = "healthy"
+	StateDown            = "down"             // unreachable, or its connections fail
+	StateSyncing         = "syncing"          // system_health says isSyncing
+	StateNoPeers         = "no_peers"         // no peers, though it should have some
+	StateStalled         = "stalled"          // best block still for longer than StallTimeout
+	StateFinalityStalled = "finality_stalled" // finalized block more than MaxFinalityLag behind best
+	StateBehind          = "behind"           // more than MaxBlockLag behind the pool's best node
+)
+
+// Whether a node serves unsafe methods to the gateway, as
+// [NodeStatus].UnsafeMethods reports it.
+const (
+	UnsafeUnknown = "unknown" // not probed yet, or the probe failed
+	UnsafeServed  = "served"  // the node answered the probe: it runs with --rpc-methods unsafe (or auto, and trusts the gateway as local)
+	UnsafeRefused = "refused" // the node refused the probe as --rpc-methods safe does
+)
+
+// unsafeWarning is logged when a node serves unsafe methods to the gateway.
+const unsafeWarning = "node serves unsafe methods to the gateway; run it with --rpc-methods safe"
+
+// healthError is a failed check: the state it puts the node in, and why.
+type healthError struct{ state, msg string }
+
+func (e *healthError) Error() string { return e.msg }
+
+func unhealthy(state, format string, args ...any) error {
+	return &healthError{state, fmt.Sprintf(format, args...)}
+}
+
+// nodeHealth is what the gateway knows of one node's health. Its fields
+// are guarded by mu.
+type nodeHealth struct {
+	mu              sync.Mutex
+	state, reason   string
+	best, finalized uint64
+	headAt          time.Time // when best last changed; zero until a head is seen
+	finalizedKnown  bool
+	peers           int
+	syncing         bool
+	unsafe          string // Unsafe* constant; "" until the first probe
+	subscribed      bool   // heads come from the subscriptions, not polling
+}
+
+// observeBest records best block n seen at now. It returns the time per
+// block since the previous head if n is higher, for the block time median.
+func (h *nodeHealth) observeBest(n uint64, now time.Time) (perBlock time.Duration, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.headAt.IsZero() && n == h.best {
+		return 0, false
+	}
+	if !h.headAt.IsZero() && n > h.best {
+		perBlock, ok = now.Sub(h.headAt)/time.Duration(n-h.best), true
+	}
+	h.best, h.headAt = n, now
+	return perBlock, ok
+}
+
+func (h *nodeHealth) observeFinalized(n uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.finalized, h.finalizedKnown = n, true
+}
+
+func (h *nodeHealth) setSubscribed(on bool) (changed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed = h.subscribed != on
+	h.subscribed = on
+	return changed
+}
+
+func (h *nodeHealth) isSubscribed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.subscribed
+}
+
+// blockTimes keeps the last intervals between heads that the gateway
+// observed, on any node, to derive the stall timeout from the chain's
+// block time.
+type blockTimes struct {
+	mu   sync.Mutex
+	ring [64]time.Duration
+	n    int // samples stored, up to len(ring)
+	next int
+}
+
+func (bt *blockTimes) add(d time.Duration) {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	bt.ring[bt.next] = d
+	bt.next = (bt.next + 1) % len(bt.ring)
+	bt.n = min(bt.n+1, len(bt.ring))
+}
+
+// median returns the median interval, or 0 before any was observed.
+func (bt *blockTimes) median() time.Duration {
+	bt.mu.Lock()
+	s := slices.Clone(bt.ring[:bt.n])
+	bt.mu.Unlock()
+	if len(s) == 0 {
+		return 0
+	}
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// stallTimeout is how long a best block may stand still; 0 means never
+// stalled.
+func (p *Proxy) stallTimeout() time.Duration {
+	switch {
+	case p.opts.StallTimeout > 0:
+		return p.opts.StallTimeout
+	case p.opts.StallTimeout < 0:
+		return 0
+	}
+	return max(DefaultMinStallTimeout, StallTimeoutBlocks*p.blockTimes.median())
+}
+
+// healthLoop checks every node each HealthInterval, and keeps a head
+// subscription on each, until the proxy closes.
+func (p *Proxy) healthLoop() {
+	defer p.healthDone.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	defer cancel()
+	for _, b := range p.backends {
+		watchers.Go(func() { p.watchHeads(ctx, b) })
+	}
+	t := time.NewTicker(p.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		p.checkAll()
+		select {
+		case <-t.C:
+		case <-p.draining:
+			return
+		}
+	}
+}
+
+// checkAll checks the nodes concurrently, then judges each on its heads:
+// stalled, finality stalled, or lagging the best of all by more than
+// MaxBlockLag.
+func (p *Proxy) checkAll() {
+	p.checkMu.Lock()
+	defer p.checkMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.HandshakeTimeout)
+	defer cancel()
+	go func() { // stop early when the proxy closes
+		select {
+		case <-p.draining:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	errs := make([]error, len(p.backends))
+	var wg sync.WaitGroup
+	for i, b := range p.backends {
+		wg.Go(func() { errs[i] = p.check(ctx, b) })
+	}
+	wg.Wait()
+	var top uint64
+	for i, b := range p.backends {
+		if errs[i] == nil {
+			b.health.mu.Lock()
+			top = max(top, b.health.best)
+			b.health.mu.Unlock()
+		}
+	}
+	now := p.opts.now()
+	stall := p.stallTimeout()
+	for i, b := range p.backends {
+		err := errs[i]
+		if err == nil {
+			err = p.judge(b, now, top, stall)
+		}
+		p.recordHealth(b, err)
+	}
+}
+
+// judge checks a reachable node's heads.
+func (p *Proxy) judge(b *backend, now time.Time, top uint64, stall time.Duration) error {
+	h := &b.health
+	h.mu.Lock()
+	best, fin, finKnown, headAt := h.best, h.finalized, h.finalizedKnown, h.headAt
+	h.mu.Unlock()
+	if headAt.IsZero() {
+		return nil // no head yet: nothing to judge
+	}
+	if since := now.Sub(headAt); stall > 0 && since > stall {
+		return unhealthy(StateStalled, "stalled at #%d for %s", best, shortDuration(since))
+	}
+	if finKnown && best > fin && best-fin > p.opts.MaxFinalityLag {
+		return unhealthy(StateFinalityStalled, "finality stalled: finalized #%d trails best #%d by %d blocks (more than %d)",
+			fin, best, best-fin, p.opts.MaxFinalityLag)
+	}
+	if top > best && top-best > p.opts.MaxBlockLag {
+		return unhealthy(StateBehind, "best block %d lags the pool's %d by more than %d", best, top, p.opts.MaxBlockLag)
+	}
+	return nil
+}
+
+// shortDuration formats d to the second, without trailing zero units:
+// "3m", "1h2m", "45s".
+func shortDuration(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// recordHealth records the outcome of a check or a failed connection to b:
+// nil for healthy. It logs each change of the node's state once, and the
+// pool's turn to all unhealthy and back.
+func (p *Proxy) recordHealth(b *backend, err error) {
+	state, why := StateHealthy, ""
+	if err != nil {
+		state, why = StateDown, err.Error()
+		if he, ok := errors.AsType[*healthError](err); ok {
+			state = he.state
+		}
+	}
+	h := &b.health
+	h.mu.Lock()
+	changed := h.state != state
+	h.state, h.reason = state, why
+	h.mu.Unlock()
+	b.healthy.Store(err == nil)
+	p.metrics.NodeHealth(b.host, err)
+	p.metrics.NodeState(b.host, p.nodeStatus(b))
+	if changed {
+		level, msg := slog.LevelInfo, "wssproxy: node healthy"
+		if err != nil {
+			level, msg = slog.LevelWarn, "wssproxy: node unhealthy"
+		}
+		p.log.LogAttrs(context.Background(), level, msg, slog.String("upstream", b.host),
+			slog.String("state", state), slog.String("reason", why))
+	}
+	p.recordPool()
+}
+
+// recordPool logs once when every node has turned unhealthy, and once when
+// one is healthy again.
+func (p *Proxy) recordPool() {
+	down := !p.anyHealthy()
+	if p.allDown.Swap(down) == down {
+		return
+	}
+	if !down {
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "wssproxy: a node is healthy again")
+		return
+	}
+	msg := "wssproxy: every node is unhealthy; still serving"
+	if p.opts.StrictHealth {
+		msg = "wssproxy: every node is unhealthy; refusing new connections (StrictHealth)"
+	}
+	p.log.LogAttrs(context.Background(), slog.LevelWarn, msg, slog.String("reason", p.poolReason()))
+}
+
+// anyHealthy reports whether the last check of some node passed.
+func (p *Proxy) anyHealthy() bool {
+	for _, b := range p.backends {
+		if b.healthy.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// poolReason joins the nodes' reasons: "host: reason; host: reason".
+func (p *Proxy) poolReason() string {
+	parts := make([]string, 0, len(p.backends))
+	for _, b := range p.backends {
+		b.health.mu.Lock()
+		parts = append(parts, b.host+": "+b.health.reason)
+		b.health.mu.Unlock()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// The health query's ids. system_peers probes whether the node serves
+// unsafe methods to the gateway: polkadot-sdk guards it with
+// check_if_safe (substrate/client/rpc/src/system/mod.rs, system_peers),
+// so a node run with --rpc-methods safe refuses it with UnsafeRpcError,
+// code -32601 "RPC call is unsafe to be called externally"
+// (substrate/client/rpc-api/src/policy.rs); yet it only reads the list of
+// connected peers. Unsafe methods that change the node (author_rotateKeys,
+// system_addReservedPeer, ...) must never be used as probes.
+const (
+	idHealth    = 1
+	idProbe     = 2
+	idHeader    = 3
+	idFinalized = 4
+)
+
+// healthQuery asks a node, in one batch, for its health and whether it
+// serves unsafe methods; poll adds its best header and finalized hash.
+func healthQuery(poll bool) []byte {
+	q := `[{"jsonrpc":"2.0","id":1,"method":"system_health","params":[]},` +
+		`{"jsonrpc":"2.0","id":2,"method":"system_peers","params":[]}`
+	if poll {
+		q += `,{"jsonrpc":"2.0","id":3,"method":"chain_getHeader","params":[]},` +
+			`{"jsonrpc":"2.0","id":4,"method":"chain_getFinalizedHead","params":[]}`
+	}
+	return []byte(q + "]")
+}
+
+// healthReply is one reply of a batch the gateway sent.
+type healthReply struct {
+	ID     int             `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// post sends a JSON-RPC body to node b and decodes the batch reply.
+func (p *Proxy) post(ctx context.Context, b *backend, body []byte) ([]healthReply, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.httpURL.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range p.opts.UpstreamHeader {
+		req.Header[k] = v
+	}
+	resp, err := p.dial.Do(req)
+	if err != nil {
+		return nil, unhealthy(StateDown, "unreachable: %s", dialCause(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, unhealthy(StateDown, "health query failed: %s", resp.Status)
+	}
+	var replies []healthReply
+	if err := json.Unmarshal(data, &replies); err != nil {
+		return nil, unhealthy(StateDown, "health query: reply is not a JSON-RPC batch")
+	}
+	return replies, nil
+}
+
+// check asks one node whether it can serve: reachable, not syncing, with
+// peers if it should have them. It records the node's peers, whether it
+// serves unsafe methods and, while its head subscriptions are down, its
+// best and finalized blocks.
+func (p *Proxy) check(ctx context.Context, b *backend) error {
+	poll := !b.health.isSubscribed()
+	replies, err := p.post(ctx, b, healthQuery(poll))
+	if err != nil {
+		return err
+	}
+	var health struct {
+		Peers           int  `json:"peers"`
+		IsSyncing       bool `json:"isSyncing"`
+		ShouldHavePeers bool `json:"shouldHavePeers"`
+	}
+	var header struct {
+		Number string `json:"number"`
+	}
+	var finalized string
+	unsafe := UnsafeUnknown
+	got := map[int]bool{}
+	for _, r := range replies {
+		got[r.ID] = r.Error == nil
+		switch {
+		case r.ID == idProbe && r.Error != nil && r.Error.Code == -32601:
+			unsafe = UnsafeRefused // unsafe refused, or no such method: either way not served
+		case r.ID == idProbe && r.Error == nil:
+			unsafe = UnsafeServed
+		case r.Error != nil:
+			return unhealthy(StateDown, "health query: reply %d: error %d %s", r.ID, r.Error.Code, r.Error.Message)
+		case r.ID == idHealth:
+			err = json.Unmarshal(r.Result, &health)
+		case r.ID == idHeader:
+			err = json.Unmarshal(r.Result, &header)
+		case r.ID == idFinalized:
+			err = json.Unmarshal(r.Result, &finalized)
+		}
+		if err != nil {
+			return unhealthy(StateDown, "health query: reply %d: %v", r.ID, err)
+		}
+	}
+	p.recordUnsafe(b, unsafe)
+	if !got[idHealth] || poll && (!got[idHeader] || !got[idFinalized]) {
+		return unhealthy(StateDown, "health query: replies missing")
+	}
+	b.health.mu.Lock()
+	b.health.peers, b.health.syncing = health.Peers, health.IsSyncing
+	b.health.mu.Unlock()
+	if poll {
+		if err := p.pollHeads(ctx, b, header.Number, finalized); err != nil {
+			return err
+		}
+	}
+	switch {
+	case health.IsSyncing:
+		return unhealthy(StateSyncing, "node is syncing")
+	case health.ShouldHavePeers && health.Peers == 0:
+		return unhealthy(StateNoPeers, "node has no peers")
+	}
+	return nil
+}
+
+// pollHeads records the best block number and asks the node for the
+// number of its finalized block, whose hash it gave.
+func (p *Proxy) pollHeads(ctx context.Context, b *backend, bestNumber, finalizedHash string) error {
+	best, err := strconv.ParseUint(bestNumber, 0, 64)
+	if err != nil {
+		return unhealthy(StateDown, "health query: best block number %q", bestNumber)
+	}
+	if d, ok := b.health.observeBest(best, p.opts.now()); ok {
+		p.blockTimes.add(d)
+	}
+	q, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": idHeader, "method": "chain_getHeader", "params": []string{finalizedHash}})
+	replies, err := p.post(ctx, b, append(append([]byte{'['}, q...), ']'))
+	if err != nil {
+		return err
+	}
+	var header struct {
+		Number string `json:"number"`
+	}
+	if len(replies) != 1 || replies[0].Error != nil || json.Unmarshal(replies[0].Result, &header) != nil {
+		return unhealthy(StateDown, "health query: no header for the finalized block %s", finalizedHash)
+	}
+	fin, err := strconv.ParseUint(header.Number, 0, 64)
+	if err != nil {
+		return unhealthy(StateDown, "health query: finalized block number %q", header.Number)
+	}
+	b.health.observeFinalized(fin)
+	return nil
+}
+
+// recordUnsafe records the outcome of the node-mode probe, and warns when
+// a node serves unsafe methods (once per change).
+func (p *Proxy) recordUnsafe(b *backend, mode string) {
+	if mode == UnsafeUnknown {
+		return // keep what an earlier probe learned
+	}
+	h := &b.health
+	h.mu.Lock()
+	changed := h.unsafe != mode
+	h.unsafe = mode
+	h.mu.Unlock()
+	switch {
+	case !changed:
+	case mode == UnsafeServed:
+		p.log.LogAttrs(context.Background(), slog.LevelWarn, "wssproxy: "+unsafeWarning, slog.String("upstream", b.host))
+	default:
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "wssproxy: node refuses unsafe methods", slog.String("upstream", b.host))
+	}
+}
