@@ -60,13 +60,20 @@ type nodeHealth struct {
 	syncing         bool
 	unsafe          string // Unsafe* constant; "" until the first probe
 	subscribed      bool   // heads come from the subscriptions, not polling
+	seq             uint64 // counts heads from the subscription
 }
 
-// observeBest records best block n seen at now. It returns the time per
-// block since the previous head if n is higher, for the block time median.
+// observeBest records best block n from the subscription, seen at now. It
+// returns the time per block since the previous head if n is higher, for
+// the block time median.
 func (h *nodeHealth) observeBest(n uint64, now time.Time) (perBlock time.Duration, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.seq++
+	return h.setBestLocked(n, now)
+}
+
+func (h *nodeHealth) setBestLocked(n uint64, now time.Time) (perBlock time.Duration, ok bool) {
 	if !h.headAt.IsZero() && n == h.best {
 		return 0, false
 	}
@@ -77,10 +84,32 @@ func (h *nodeHealth) observeBest(n uint64, now time.Time) (perBlock time.Duratio
 	return perBlock, ok
 }
 
+// observeFinalized records finalized block n from the subscription.
 func (h *nodeHealth) observeFinalized(n uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.seq++
 	h.finalized, h.finalizedKnown = n, true
+}
+
+// pollToken is taken before a poll of the heads. The poll's result is
+// dropped if the subscription reported heads meanwhile: they are newer.
+func (h *nodeHealth) pollToken() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq
+}
+
+// observePolled records the best and finalized blocks a poll found, unless
+// the subscription reported heads since token was taken.
+func (h *nodeHealth) observePolled(token, best, finalized uint64, now time.Time) (perBlock time.Duration, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if token != h.seq {
+		return 0, false
+	}
+	h.finalized, h.finalizedKnown = finalized, true
+	return h.setBestLocked(best, now)
 }
 
 func (h *nodeHealth) setSubscribed(on bool) (changed bool) {
@@ -375,6 +404,7 @@ func (p *Proxy) post(ctx context.Context, b *backend, body []byte) ([]healthRepl
 // best and finalized blocks.
 func (p *Proxy) check(ctx context.Context, b *backend) error {
 	poll := !b.health.isSubscribed()
+	token := b.health.pollToken()
 	replies, err := p.post(ctx, b, healthQuery(poll))
 	if err != nil {
 		return err
@@ -418,7 +448,7 @@ func (p *Proxy) check(ctx context.Context, b *backend) error {
 	b.health.peers, b.health.syncing = health.Peers, health.IsSyncing
 	b.health.mu.Unlock()
 	if poll {
-		if err := p.pollHeads(ctx, b, header.Number, finalized); err != nil {
+		if err := p.pollHeads(ctx, b, token, header.Number, finalized); err != nil {
 			return err
 		}
 	}
@@ -431,15 +461,12 @@ func (p *Proxy) check(ctx context.Context, b *backend) error {
 	return nil
 }
 
-// pollHeads records the best block number and asks the node for the
-// number of its finalized block, whose hash it gave.
-func (p *Proxy) pollHeads(ctx context.Context, b *backend, bestNumber, finalizedHash string) error {
+// pollHeads asks the node for the number of its finalized block, whose
+// hash it gave, and records it with the best block number.
+func (p *Proxy) pollHeads(ctx context.Context, b *backend, token uint64, bestNumber, finalizedHash string) error {
 	best, err := strconv.ParseUint(bestNumber, 0, 64)
 	if err != nil {
 		return unhealthy(StateDown, "health query: best block number %q", bestNumber)
-	}
-	if d, ok := b.health.observeBest(best, p.opts.now()); ok {
-		p.blockTimes.add(d)
 	}
 	q, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": idHeader, "method": "chain_getHeader", "params": []string{finalizedHash}})
 	replies, err := p.post(ctx, b, append(append([]byte{'['}, q...), ']'))
@@ -456,7 +483,9 @@ func (p *Proxy) pollHeads(ctx context.Context, b *backend, bestNumber, finalized
 	if err != nil {
 		return unhealthy(StateDown, "health query: finalized block number %q", header.Number)
 	}
-	b.health.observeFinalized(fin)
+	if d, ok := b.health.observePolled(token, best, fin, p.opts.now()); ok {
+		p.blockTimes.add(d)
+	}
 	return nil
 }
 

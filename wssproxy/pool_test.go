@@ -357,8 +357,9 @@ func TestPoolHealth(t *testing.T) {
 }
 
 type readyStatus struct {
-	Ready bool         `json:"ready"`
-	Nodes []NodeStatus `json:"nodes"`
+	Ready   bool         `json:"ready"`
+	Serving bool         `json:"serving"`
+	Nodes   []NodeStatus `json:"nodes"`
 }
 
 func getReady(t *testing.T, url string) (int, readyStatus) {

@@ -1,0 +1,521 @@
+package wssproxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/internal/rpctest"
+)
+
+// testClock is the health checks' clock in tests: it moves only when the
+// test advances it.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// logCapture is a slog handler that keeps every record, and passes it on
+// to the test log.
+type logCapture struct {
+	next slog.Handler
+	mu   *sync.Mutex
+	recs *[]slog.Record
+}
+
+func newLogCapture(t *testing.T) (*slog.Logger, *logCapture) {
+	h := &logCapture{next: testLogger(t).Handler(), mu: new(sync.Mutex), recs: new([]slog.Record)}
+	return slog.New(h), h
+}
+
+func (h *logCapture) Enabled(ctx context.Context, l slog.Level) bool { return true }
+func (h *logCapture) WithAttrs(as []slog.Attr) slog.Handler          { panic("not used") }
+func (h *logCapture) WithGroup(string) slog.Handler                  { panic("not used") }
+
+func (h *logCapture) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	*h.recs = append(*h.recs, r.Clone())
+	h.mu.Unlock()
+	return h.next.Handle(ctx, r)
+}
+
+// count returns how many records have msg and, for each key=value pair of
+// attrs, that attribute.
+func (h *logCapture) count(msg string, attrs ...string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range *h.recs {
+		if r.Message != msg {
+			continue
+		}
+		got := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			got[a.Key] = a.Value.String()
+			return true
+		})
+		match := true
+		for i := 0; i < len(attrs); i += 2 {
+			if got[attrs[i]] != attrs[i+1] {
+				match = false
+			}
+		}
+		if match {
+			n++
+		}
+	}
+	return n
+}
+
+// startHealthPool serves a pool whose health checks run once at start and
+// then only when the test calls checkAll, on clock.
+func startHealthPool(t *testing.T, upstreams []string, clock *testClock, opts *Options) (*Proxy, string, *logCapture) {
+	t.Helper()
+	if opts == nil {
+		opts = &Options{}
+	}
+	logger, logs := newLogCapture(t)
+	opts.Logger = logger
+	opts.HealthInterval = time.Hour
+	opts.now = clock.Now
+	p, url := startPool(t, upstreams, opts)
+	return p, url, logs
+}
+
+// waitHeads waits until the gateway has seen best block n on node i.
+func waitHeads(t *testing.T, p *Proxy, i int, best, finalized uint64) {
+	t.Helper()
+	waitFor(t, "the gateway to see the node's heads", func() bool {
+		s := p.Nodes()[i]
+		return s.BestBlock == best && s.FinalizedBlock == finalized
+	})
+}
+
+// noWebSocketNode fronts node with a server that forwards HTTP POSTs and
+// refuses WebSocket upgrades, so that the gateway must poll its heads.
+func noWebSocketNode(t *testing.T, node *rpctest.Node) string {
+	t.Helper()
+	target, err := url.Parse(node.HTTPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" {
+			http.Error(w, "no WebSocket here", http.StatusForbidden)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// wantState fails t unless node i is in state with a reason containing
+// reason.
+func wantState(t *testing.T, p *Proxy, i int, state, reason string) NodeStatus {
+	t.Helper()
+	s := p.Nodes()[i]
+	if s.State != state || s.Healthy != (state == StateHealthy) || !strings.Contains(s.Reason, reason) {
+		t.Fatalf("node %d: %+v, want state %s with reason %q", i, s, state, reason)
+	}
+	return s
+}
+
+// TestHealthStalledAlone: a node that stops producing heads, alone in its
+// pool, turns unhealthy once its best block has stood still for longer
+// than the stall timeout (60 s here, the minimum) and healthy when heads
+// resume; each change is logged once. With heads from the subscriptions,
+// and polled from a node that refuses WebSockets.
+func TestHealthStalledAlone(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"subscription", "polling"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			node, err := rpctest.Start(&rpctest.Options{BlockInterval: 5 * time.Millisecond, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { node.Close() })
+			upstream := node.URL()
+			if mode == "polling" {
+				upstream = noWebSocketNode(t, node)
+			}
+			clock := newTestClock()
+			p, _, logs := startHealthPool(t, []string{upstream}, clock, nil)
+			if mode == "subscription" {
+				waitFor(t, "head subscriptions", func() bool { return p.Nodes()[0].Heads == "subscription" })
+			}
+
+			node.PauseBlocks()
+			best, _ := node.BestBlock()
+			if mode == "polling" {
+				p.checkAll()
+			}
+			waitHeads(t, p, 0, best, best)
+			clock.Advance(DefaultMinStallTimeout)
+			p.checkAll()
+			wantState(t, p, 0, StateHealthy, "")
+
+			clock.Advance(time.Second)
+			for range 3 { // still stalled: logged once
+				p.checkAll()
+			}
+			st := wantState(t, p, 0, StateStalled, "stalled at #"+itoa(int(best))+" for 1m1s")
+			if st.SecondsSinceHead != 61 || st.Heads != mode {
+				t.Errorf("stalled node %+v, want 61 s since its head, heads by %s", st, mode)
+			}
+			if p.Ready() {
+				t.Error("Ready with the only node stalled")
+			}
+
+			node.ResumeBlocks()
+			waitFor(t, "heads to resume", func() bool {
+				if mode == "polling" {
+					p.checkAll()
+				}
+				return p.Nodes()[0].BestBlock > best
+			})
+			p.checkAll()
+			wantState(t, p, 0, StateHealthy, "")
+
+			host := p.backends[0].host
+			if n := logs.count("wssproxy: node unhealthy", "upstream", host, "state", StateStalled); n != 1 {
+				t.Errorf("stall logged %d times, want once", n)
+			}
+			if n := logs.count("wssproxy: node healthy", "upstream", host); n != 2 {
+				t.Errorf("node healthy logged %d times, want twice (first check, recovery)", n)
+			}
+			if n := logs.count("wssproxy: every node is unhealthy; still serving"); n != 1 {
+				t.Errorf("pool down logged %d times, want once", n)
+			}
+			if n := logs.count("wssproxy: a node is healthy again"); n != 1 {
+				t.Errorf("pool recovery logged %d times, want once", n)
+			}
+		})
+	}
+}
+
+// TestHealthFinalityStall: a node whose finalized block trails its best
+// by more than MaxFinalityLag is unhealthy until finality resumes.
+func TestHealthFinalityStall(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"subscription", "polling"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			node := startNode(t)
+			upstream := node.URL()
+			if mode == "polling" {
+				upstream = noWebSocketNode(t, node)
+			}
+			p, _, logs := startHealthPool(t, []string{upstream}, newTestClock(), &Options{MaxFinalityLag: 3})
+			if mode == "subscription" {
+				waitFor(t, "head subscriptions", func() bool { return p.Nodes()[0].Heads == "subscription" })
+			}
+			node.Advance()
+			node.StallFinality()
+			for range 3 {
+				node.Advance()
+			}
+			p.checkAll()
+			waitHeads(t, p, 0, 4, 1)
+			p.checkAll()
+			wantState(t, p, 0, StateHealthy, "") // 3 behind: at the limit
+
+			node.Advance()
+			p.checkAll()
+			waitHeads(t, p, 0, 5, 1)
+			p.checkAll()
+			wantState(t, p, 0, StateFinalityStalled, "finality stalled: finalized #1 trails best #5 by 4 blocks (more than 3)")
+
+			node.ResumeFinality()
+			p.checkAll()
+			waitHeads(t, p, 0, 5, 5)
+			p.checkAll()
+			wantState(t, p, 0, StateHealthy, "")
+			host := p.backends[0].host
+			if n := logs.count("wssproxy: node unhealthy", "upstream", host, "state", StateFinalityStalled); n != 1 {
+				t.Errorf("finality stall logged %d times, want once", n)
+			}
+		})
+	}
+}
+
+// TestHealthStallTimeoutFromBlockTime: without StallTimeout, the limit is 6
+// times the median interval between heads the gateway saw: 20 s blocks
+// give 2 minutes.
+func TestHealthStallTimeoutFromBlockTime(t *testing.T) {
+	t.Parallel()
+	node := startNode(t)
+	clock := newTestClock()
+	p, _, _ := startHealthPool(t, []string{node.URL()}, clock, nil)
+	waitFor(t, "head subscriptions", func() bool { return p.Nodes()[0].Heads == "subscription" })
+	for i := range uint64(5) {
+		clock.Advance(20 * time.Second)
+		node.Advance()
+		waitHeads(t, p, 0, i+1, i+1)
+	}
+	if got := p.stallTimeout(); got != 2*time.Minute {
+		t.Fatalf("stall timeout %v after 20 s blocks, want 2m", got)
+	}
+	clock.Advance(2 * time.Minute)
+	p.checkAll()
+	wantState(t, p, 0, StateHealthy, "")
+	clock.Advance(time.Second)
+	p.checkAll()
+	wantState(t, p, 0, StateStalled, "stalled at #5 for 2m1s")
+}
+
+// TestHealthTwoNodesOneStalls: with two nodes, new connections go to the
+// one whose head moves; the stalled one takes them again once it catches
+// up.
+func TestHealthTwoNodesOneStalls(t *testing.T) {
+	t.Parallel()
+	a, b := startNode(t), startNode(t)
+	clock := newTestClock()
+	p, url, logs := startHealthPool(t, []string{a.URL(), b.URL()}, clock, &Options{StallTimeout: 30 * time.Second})
+	waitFor(t, "head subscriptions", func() bool {
+		n := p.Nodes()
+		return n[0].Heads == "subscription" && n[1].Heads == "subscription"
+	})
+	a.Advance()
+	b.Advance()
+	waitHeads(t, p, 0, 1, 1)
+	waitHeads(t, p, 1, 1, 1)
+	for i := range uint64(4) { // a stops; b moves on, a block every 10 s
+		clock.Advance(10 * time.Second)
+		b.Advance()
+		waitHeads(t, p, 1, i+2, i+2)
+	}
+	p.checkAll()
+	wantState(t, p, 0, StateStalled, "stalled at #1 for 40s")
+	st := wantState(t, p, 1, StateHealthy, "")
+	if st.Lag != 0 || p.Nodes()[0].Lag != 4 {
+		t.Errorf("lags %d and %d, want 4 and 0", p.Nodes()[0].Lag, st.Lag)
+	}
+	ctx := testCtx(t)
+	for i := range 4 {
+		c, got := dialTracked(t, p, url)
+		if got != 1 {
+			t.Fatalf("client %d went to the stalled node", i)
+		}
+		chainCall(t, ctx, c, i)
+	}
+
+	a.SetBestBlock(5) // caught up
+	waitHeads(t, p, 0, 5, 5)
+	p.checkAll()
+	wantState(t, p, 0, StateHealthy, "")
+	c, got := dialTracked(t, p, url)
+	if got != 0 {
+		t.Errorf("with %v connections, a client went to node %d, want the recovered 0", poolConns(p), got)
+	}
+	chainCall(t, ctx, c, 9)
+	if n := logs.count("wssproxy: node unhealthy", "upstream", p.backends[0].host); n != 1 {
+		t.Errorf("node 0 unhealthy logged %d times, want once", n)
+	}
+	if n := logs.count("wssproxy: node unhealthy", "upstream", p.backends[1].host); n != 0 {
+		t.Errorf("node 1 unhealthy logged %d times, want never", n)
+	}
+	if n := logs.count("wssproxy: every node is unhealthy; still serving"); n != 0 {
+		t.Errorf("pool down logged %d times with one node healthy", n)
+	}
+}
+
+// TestHealthAllUnhealthy: with every node unhealthy the gateway serves but
+// says so (ReadyHandler 503 with the reasons); with StrictHealth it refuses
+// WebSockets and HTTP requests with 503, Retry-After and the reasons.
+func TestHealthAllUnhealthy(t *testing.T) {
+	t.Parallel()
+	for _, strict := range []bool{false, true} {
+		t.Run(map[bool]string{false: "serving", true: "strict"}[strict], func(t *testing.T) {
+			t.Parallel()
+			node := startNode(t)
+			clock := newTestClock()
+			p, wsURL, logs := startHealthPool(t, []string{node.URL()}, clock, &Options{StrictHealth: strict})
+			ready := httptest.NewServer(p.ReadyHandler())
+			t.Cleanup(ready.Close)
+			p.checkAll()
+			waitHeads(t, p, 0, 0, 0)
+			clock.Advance(2 * time.Minute)
+			p.checkAll()
+			wantState(t, p, 0, StateStalled, "stalled at #0 for 2m")
+
+			code, st := getReady(t, ready.URL)
+			if code != http.StatusServiceUnavailable || st.Ready || st.Serving == strict || st.Nodes[0].Reason != "stalled at #0 for 2m" {
+				t.Errorf("ready: %d %+v, want 503 with the reason, serving %v", code, st, !strict)
+			}
+			httpURL := "http" + strings.TrimPrefix(wsURL, "ws")
+			if !strict {
+				chainCall(t, testCtx(t), dial(t, wsURL, nil), 1)
+				if n := logs.count("wssproxy: every node is unhealthy; still serving"); n != 1 {
+					t.Errorf("pool down logged %d times, want once", n)
+				}
+				return
+			}
+			_, resp, err := websocket.Dial(testCtx(t), wsURL, nil)
+			if err == nil {
+				t.Fatal("WebSocket accepted with every node unhealthy and StrictHealth")
+			}
+			wantRefusal(t, "WebSocket", resp)
+			resp, err = http.Post(httpURL, "application/json", strings.NewReader(callJSON(1, "system_chain")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRefusal(t, "POST", resp)
+			if n := logs.count("wssproxy: every node is unhealthy; refusing new connections (StrictHealth)"); n != 1 {
+				t.Errorf("pool down logged %d times, want once", n)
+			}
+
+			node.Advance()
+			waitHeads(t, p, 0, 1, 1)
+			p.checkAll()
+			chainCall(t, testCtx(t), dial(t, wsURL, nil), 2)
+		})
+	}
+}
+
+func wantRefusal(t *testing.T, what string, resp *http.Response) {
+	t.Helper()
+	if resp == nil {
+		t.Fatalf("%s: no response", what)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "3600" ||
+		!strings.Contains(string(body), "every node is unhealthy: ") || !strings.Contains(string(body), ": stalled at #0 for 2m") {
+		t.Errorf("%s: %d Retry-After %q %q, want 503 naming the stall", what, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// TestHealthNodeMode: each check probes whether the node serves unsafe
+// methods; ReadyHandler shows it per node, and a node that serves them is
+// warned about once per change.
+func TestHealthNodeMode(t *testing.T) {
+	t.Parallel()
+	safe, err := rpctest.Start(&rpctest.Options{SafeRPCMethods: true, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { safe.Close() })
+	unsafe := startNode(t)
+	p, _, logs := startHealthPool(t, []string{safe.URL(), unsafe.URL()}, newTestClock(), nil)
+	ready := httptest.NewServer(p.ReadyHandler())
+	t.Cleanup(ready.Close)
+	p.checkAll()
+	_, st := getReady(t, ready.URL)
+	if st.Nodes[0].UnsafeMethods != UnsafeRefused || st.Nodes[1].UnsafeMethods != UnsafeServed {
+		t.Errorf("ready nodes %+v, want unsafe methods refused by node 0, served by node 1", st.Nodes)
+	}
+	const warning = "wssproxy: node serves unsafe methods to the gateway; run it with --rpc-methods safe"
+	p.checkAll()
+	if n := logs.count(warning, "upstream", p.backends[1].host); n != 1 {
+		t.Errorf("warning for the unsafe node logged %d times, want once", n)
+	}
+	if n := logs.count(warning, "upstream", p.backends[0].host); n != 0 {
+		t.Errorf("warning for the safe node logged %d times, want never", n)
+	}
+
+	safe.SetSafeRPCMethods(false) // restarted without --rpc-methods safe
+	p.checkAll()
+	if n := logs.count(warning, "upstream", p.backends[0].host); n != 1 {
+		t.Errorf("warning after node 0 turned unsafe logged %d times, want once", n)
+	}
+	if got := p.Nodes()[0].UnsafeMethods; got != UnsafeServed {
+		t.Errorf("node 0 unsafe methods %q after the switch, want served", got)
+	}
+	for _, n := range p.Nodes() {
+		if !n.Healthy {
+			t.Errorf("node %+v unhealthy; the mode does not change health", n)
+		}
+	}
+}
+
+// TestHealthJudge: the stall timeout follows the median block time the
+// gateway observed (6 blocks, at least 60 s), and judge applies it, the
+// finality limit and the pool lag, on synctest's clock.
+func TestHealthJudge(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p, err := NewPool([]string{"ws://127.0.0.1:1", "ws://127.0.0.1:2"}, &Options{HealthInterval: -1, MaxFinalityLag: 5, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		b := p.backends[0]
+		head := func(n uint64) {
+			if d, ok := b.health.observeBest(n, time.Now()); ok {
+				p.blockTimes.add(d)
+			}
+			b.health.observeFinalized(n)
+		}
+		if got := p.stallTimeout(); got != DefaultMinStallTimeout {
+			t.Errorf("stall timeout before any head %v, want %v", got, DefaultMinStallTimeout)
+		}
+		head(10)
+		for n := uint64(11); n <= 15; n++ { // 6 s blocks: 36 s, raised to the minimum
+			time.Sleep(6 * time.Second)
+			head(n)
+		}
+		if got := p.stallTimeout(); got != DefaultMinStallTimeout {
+			t.Errorf("stall timeout with 6 s blocks %v, want %v", got, DefaultMinStallTimeout)
+		}
+		for n := uint64(16); n <= 30; n += 2 { // two blocks per 24 s: 12 s each, now the median
+			time.Sleep(24 * time.Second)
+			head(n)
+		}
+		if got := p.stallTimeout(); got != 72*time.Second {
+			t.Fatalf("stall timeout with 12 s blocks %v, want 72s", got)
+		}
+		time.Sleep(72 * time.Second)
+		if err := p.judge(b, time.Now(), 30, p.stallTimeout()); err != nil {
+			t.Errorf("at the stall timeout: %v, want healthy", err)
+		}
+		time.Sleep(time.Second)
+		if err := p.judge(b, time.Now(), 30, p.stallTimeout()); err == nil || err.Error() != "stalled at #30 for 1m13s" {
+			t.Errorf("past the stall timeout: %v", err)
+		}
+		head(31)
+		b.health.observeFinalized(25)
+		if err := p.judge(b, time.Now(), 31, p.stallTimeout()); err == nil || err.Error() != "finality stalled: finalized #25 trails best #31 by 6 blocks (more than 5)" {
+			t.Errorf("finality 6 blocks behind, limit 5: %v", err)
+		}
+		b.health.observeFinalized(26)
+		for _, tt := range []struct {
+			top  uint64
+			want string
+		}{{41, ""}, {42, "best block 31 lags the pool's 42 by more than 10"}} {
+			err := p.judge(b, time.Now(), tt.top, p.stallTimeout())
+			if got := fmt.Sprint(err); tt.want == "" && err != nil || tt.want != "" && got != tt.want {
+				t.Errorf("pool best %d: %v, want %q", tt.top, err, tt.want)
+			}
+		}
+	})
+}
