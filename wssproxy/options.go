@@ -123,12 +123,17 @@ type Options struct {
 	// (an API key for a hosted node, say). If nil, none.
 	UpstreamHeader http.Header
 
-	// HealthInterval is how often each node is asked for system_health and
-	// its best header. A node that is unreachable, syncing, without peers
-	// it should have, or more than MaxBlockLag blocks behind the best node
-	// takes no new connections until it recovers.
-	// If zero, DefaultHealthInterval. Negative disables the checks (a node
-	// is then only skipped while dials to it fail).
+	// HealthInterval is how often each node is asked for system_health
+	// (and, while the gateway's head subscriptions on it are down, its
+	// best and finalized heads), and probed for whether it serves unsafe
+	// methods (see [NodeStatus].UnsafeMethods). A node that is
+	// unreachable, syncing, without peers it should have, stalled (see
+	// StallTimeout), finality stalled (see MaxFinalityLag) or more than
+	// MaxBlockLag blocks behind the best node takes no new connections
+	// until it recovers.
+	// If zero, DefaultHealthInterval. Negative disables the checks and the
+	// head subscriptions (a node is then only skipped while dials to it
+	// fail).
 	HealthInterval time.Duration
 
 	// MaxBlockLag is how many blocks a node may trail the pool's best node
