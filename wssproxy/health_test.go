@@ -2,6 +2,7 @@ package wssproxy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -407,4 +408,59 @@ func TestHealthJudge(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestHealthHeadsFallBack: when the head subscriptions' connection is lost
+// (the node restarts), the checks poll the heads until the subscriptions
+// are back.
+func TestHealthHeadsFallBack(t *testing.T) {
+	t.Parallel()
+	node := startNode(t)
+	p, _, logs := startHealthPool(t, []string{node.URL()}, newTestClock(), nil)
+	waitFor(t, "head subscriptions", func() bool { return p.Nodes()[0].Heads == "subscription" })
+	node.SetBestBlock(7)
+	waitHeads(t, p, 0, 7, 7)
+
+	addr := node.Addr()
+	node.Close()
+	waitFor(t, "heads polled", func() bool { return p.Nodes()[0].Heads == "polling" })
+	if n := logs.count("wssproxy: head subscriptions down; polling heads", "upstream", p.backends[0].host); n != 1 {
+		t.Errorf("subscription loss logged %d times, want once", n)
+	}
+	restarted, err := rpctest.Start(&rpctest.Options{Addr: addr, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("restart the node on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { restarted.Close() })
+	restarted.SetBestBlock(3) // a new chain
+	restarted.StallFinality()
+	restarted.Advance()
+	p.checkAll()
+	st := wantState(t, p, 0, StateHealthy, "")
+	if st.BestBlock != 4 || st.FinalizedBlock != 3 || st.Heads != "polling" {
+		t.Errorf("after the restart %+v, want heads 4 and 3 polled", st)
+	}
+}
+
+// TestProbeResult: only an answer means the node serves unsafe methods;
+// only -32601 means it refused them.
+func TestProbeResult(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		reply string
+		want  string
+	}{
+		{`{"id":2,"result":[]}`, UnsafeServed},
+		{`{"id":2,"error":{"code":-32601,"message":"RPC call is unsafe to be called externally"}}`, UnsafeRefused},
+		{`{"id":2,"error":{"code":-32601,"message":"Method not found"}}`, UnsafeRefused},
+		{`{"id":2,"error":{"code":-32603,"message":"Internal error"}}`, UnsafeUnknown},
+	} {
+		var r healthReply
+		if err := json.Unmarshal([]byte(tt.reply), &r); err != nil {
+			t.Fatal(err)
+		}
+		if got := probeResult(r); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.reply, got, tt.want)
+		}
+	}
 }

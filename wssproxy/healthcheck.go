@@ -68,6 +68,10 @@ func (p *Proxy) post(ctx context.Context, b *backend, body []byte) ([]healthRepl
 	for k, v := range p.opts.UpstreamHeader {
 		req.Header[k] = v
 	}
+	// The query only reads, so let net/http retry it on a kept-alive
+	// connection the node closed (after a restart, say) instead of
+	// failing the check; a nil value is not sent.
+	req.Header["Idempotency-Key"] = nil
 	resp, err := p.dial.Do(req)
 	if err != nil {
 		return nil, unhealthy(StateDown, "unreachable: %s", dialCause(err))
@@ -109,10 +113,8 @@ func (p *Proxy) check(ctx context.Context, b *backend) error {
 	for _, r := range replies {
 		got[r.ID] = r.Error == nil
 		switch {
-		case r.ID == idProbe && r.Error != nil && r.Error.Code == -32601:
-			unsafe = UnsafeRefused // unsafe refused, or no such method: either way not served
-		case r.ID == idProbe && r.Error == nil:
-			unsafe = UnsafeServed
+		case r.ID == idProbe:
+			unsafe = probeResult(r)
 		case r.Error != nil:
 			return unhealthy(StateDown, "health query: reply %d: error %d %s", r.ID, r.Error.Code, r.Error.Message)
 		case r.ID == idHealth:
@@ -173,6 +175,20 @@ func (p *Proxy) pollHeads(ctx context.Context, b *backend, token uint64, bestNum
 		p.blockTimes.add(d)
 	}
 	return nil
+}
+
+// probeResult reads the reply to the system_peers probe: an answer means
+// the node serves unsafe methods to the gateway; -32601 means it refused
+// (UnsafeRpcError, or a node without the method: either way not served);
+// another error tells nothing.
+func probeResult(r healthReply) string {
+	switch {
+	case r.Error == nil:
+		return UnsafeServed
+	case r.Error.Code == -32601:
+		return UnsafeRefused
+	}
+	return UnsafeUnknown
 }
 
 // recordUnsafe records the outcome of the node-mode probe, and warns when
