@@ -31,6 +31,14 @@
 //	node_healthy{upstream}                          gauge      last health check passed (1) or not (0)
 //	node_health_checks_total{upstream,result}       counter    health checks, result healthy or unhealthy
 //	denied_calls_total{reason}                      counter    JSON-RPC calls answered by the gateway
+//	node_best_block{upstream}                       gauge      best block number at the last check
+//	node_finalized_block{upstream}                  gauge      finalized block number at the last check
+//	node_seconds_since_head{upstream}               gauge      seconds since the best block last changed
+//	node_block_lag{upstream}                        gauge      blocks behind the pool's best node
+//	node_peers{upstream}                            gauge      peers, from system_health
+//	node_syncing{upstream}                          gauge      syncing (1) or not (0)
+//	node_serves_unsafe_methods{upstream}            gauge      node answers unsafe methods (1) or refuses them (0)
+//	nodes_all_unhealthy                             gauge      every node unhealthy (1) or not (0)
 //
 // Each refused request is counted once in refusals_total, and, when it was
 // a WebSocket handshake, once in handshakes_total; an accepted handshake is

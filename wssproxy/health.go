@@ -45,6 +45,7 @@ type nodeHealth struct {
 	unsafe          string // Unsafe* constant; "" until the first probe
 	subscribed      bool   // heads come from the subscriptions, not polling
 	seq             uint64 // counts heads from the subscription
+	failures        uint64 // counts failed connections to the node
 }
 
 // observeBest records best block n from the subscription, seen at now. It
@@ -191,6 +192,12 @@ func (p *Proxy) checkAll() {
 		}
 	}()
 	errs := make([]error, len(p.backends))
+	tokens := make([]uint64, len(p.backends))
+	for i, b := range p.backends {
+		b.health.mu.Lock()
+		tokens[i] = b.health.failures
+		b.health.mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	for i, b := range p.backends {
 		wg.Go(func() { errs[i] = p.check(ctx, b) })
@@ -211,7 +218,7 @@ func (p *Proxy) checkAll() {
 		if err == nil {
 			err = p.judge(b, now, top, stall)
 		}
-		p.recordHealth(b, err)
+		p.record(b, err, &tokens[i])
 	}
 }
 
@@ -250,10 +257,15 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// recordHealth records the outcome of a check or a failed connection to b:
-// nil for healthy. It logs each change of the node's state once, and the
-// pool's turn to all unhealthy and back.
-func (p *Proxy) recordHealth(b *backend, err error) {
+// recordHealth records a failed connection to b, or the outcome of a
+// check (nil for healthy). It logs each change of the node's state once,
+// and the pool's turn to all unhealthy and back.
+func (p *Proxy) recordHealth(b *backend, err error) { p.record(b, err, nil) }
+
+// record records err for b. A check passes checkToken, the node's failure
+// count when it started: if a connection to the node failed since, the
+// check's success is stale and dropped.
+func (p *Proxy) record(b *backend, err error, checkToken *uint64) {
 	state, why := StateHealthy, ""
 	if err != nil {
 		state, why = StateDown, err.Error()
@@ -263,10 +275,17 @@ func (p *Proxy) recordHealth(b *backend, err error) {
 	}
 	h := &b.health
 	h.mu.Lock()
+	if err == nil && checkToken != nil && *checkToken != h.failures {
+		h.mu.Unlock()
+		return
+	}
+	if err != nil && checkToken == nil {
+		h.failures++
+	}
 	changed := h.state != state
 	h.state, h.reason = state, why
-	h.mu.Unlock()
 	b.healthy.Store(err == nil)
+	h.mu.Unlock()
 	p.metrics.NodeHealth(b.host, err)
 	p.metrics.NodeState(b.host, p.nodeStatus(b))
 	if changed {
