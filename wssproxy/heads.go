@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -32,6 +33,11 @@ func (p *Proxy) watchHeads(ctx context.Context, b *backend) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errMissedHeads) {
+			p.log.LogAttrs(ctx, slog.LevelInfo, "wssproxy: head subscriptions missed heads; subscribing again",
+				slog.String("upstream", b.host))
+			continue
+		}
 		level := slog.LevelDebug
 		if lost {
 			level = slog.LevelInfo
@@ -47,6 +53,10 @@ func (p *Proxy) watchHeads(ctx context.Context, b *backend) {
 		}
 	}
 }
+
+// errMissedHeads ends a head connection whose subscriptions missed a head
+// that a poll found.
+var errMissedHeads = errors.New("wssproxy: head subscriptions missed heads")
 
 // headMessage is a reply or a notification on the head connection.
 type headMessage struct {
@@ -81,6 +91,12 @@ func (p *Proxy) followHeads(ctx context.Context, b *backend) error {
 	}
 	defer c.CloseNow()
 	c.SetReadLimit(headsReadLimit)
+	var missed atomic.Bool
+	b.health.setResubscribe(func() {
+		missed.Store(true)
+		c.CloseNow()
+	})
+	defer b.health.setResubscribe(nil)
 	ctx, cancel = context.WithCancel(ctx)
 	var pinger sync.WaitGroup
 	defer pinger.Wait()
@@ -98,6 +114,9 @@ func (p *Proxy) followHeads(ctx context.Context, b *backend) error {
 	confirmed := 0
 	for {
 		_, data, err := c.Read(ctx)
+		if missed.Load() {
+			return errMissedHeads
+		}
 		if err != nil {
 			return err
 		}

@@ -46,6 +46,7 @@ type nodeHealth struct {
 	subscribed      bool   // heads come from the subscriptions, not polling
 	seq             uint64 // counts heads from the subscription
 	failures        uint64 // counts failed connections to the node
+	resubscribe     func() // while subscribed: drops the head connection to subscribe again
 }
 
 // observeBest records best block n from the subscription, seen at now. It
@@ -77,24 +78,44 @@ func (h *nodeHealth) observeFinalized(n uint64) {
 	h.finalized, h.finalizedKnown = n, true
 }
 
-// pollToken is taken before a poll of the heads. The poll's result is
-// dropped if the subscription reported heads meanwhile: they are newer.
-func (h *nodeHealth) pollToken() uint64 {
+// pollStart tells a check whether to poll the heads, and returns the
+// token for observePolled. It polls while the subscriptions are down, and
+// while they have been quiet for half the stall timeout: a subscription
+// the node dropped without a word must not pass for a stalled chain.
+func (h *nodeHealth) pollStart(now time.Time, stall time.Duration) (poll bool, token uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.seq
+	quiet := stall > 0 && !h.headAt.IsZero() && now.Sub(h.headAt) > stall/2
+	return !h.subscribed || quiet, h.seq
 }
 
 // observePolled records the best and finalized blocks a poll found, unless
-// the subscription reported heads since token was taken.
+// the subscription reported heads since token was taken. If the
+// subscription is up yet missed a head the poll found, it is dropped, to
+// be made again.
 func (h *nodeHealth) observePolled(token, best, finalized uint64, now time.Time) (perBlock time.Duration, ok bool) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if token != h.seq {
+		h.mu.Unlock()
 		return 0, false
 	}
+	var resubscribe func()
+	if h.subscribed && best != h.best {
+		resubscribe = h.resubscribe
+	}
 	h.finalized, h.finalizedKnown = finalized, true
-	return h.setBestLocked(best, now)
+	perBlock, ok = h.setBestLocked(best, now)
+	h.mu.Unlock()
+	if resubscribe != nil {
+		resubscribe()
+	}
+	return perBlock, ok
+}
+
+func (h *nodeHealth) setResubscribe(f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resubscribe = f
 }
 
 func (h *nodeHealth) setSubscribed(on bool) (changed bool) {
@@ -103,12 +124,6 @@ func (h *nodeHealth) setSubscribed(on bool) (changed bool) {
 	changed = h.subscribed != on
 	h.subscribed = on
 	return changed
-}
-
-func (h *nodeHealth) isSubscribed() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.subscribed
 }
 
 // blockTimes keeps the last intervals between heads that the gateway

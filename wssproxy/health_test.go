@@ -464,3 +464,42 @@ func TestProbeResult(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthSilentSubscription: subscriptions the node dropped without a
+// word do not pass for a stalled chain: once they are quiet for half the
+// stall timeout the checks poll, find the new heads, and subscribe again.
+func TestHealthSilentSubscription(t *testing.T) {
+	t.Parallel()
+	node := startNode(t)
+	clock := newTestClock()
+	p, _, logs := startHealthPool(t, []string{node.URL()}, clock, nil)
+	waitFor(t, "head subscriptions", func() bool { return p.Nodes()[0].Heads == "subscription" })
+	node.Advance()
+	waitHeads(t, p, 0, 1, 1)
+
+	node.DropSubscriptions()
+	node.Advance()
+	node.Advance()
+	clock.Advance(DefaultMinStallTimeout / 2)
+	p.checkAll()
+	if s := p.Nodes()[0]; s.BestBlock != 1 {
+		t.Fatalf("polled before the subscriptions were quiet for half the stall timeout: %+v", s)
+	}
+	clock.Advance(time.Second)
+	p.checkAll()
+	st := wantState(t, p, 0, StateHealthy, "")
+	if st.BestBlock != 3 || st.FinalizedBlock != 3 || st.SecondsSinceHead != 0 {
+		t.Errorf("after the poll %+v, want heads 3 and 3, just seen", st)
+	}
+	waitFor(t, "subscribed again", func() bool {
+		return logs.count("wssproxy: head subscriptions missed heads; subscribing again") == 1 && p.Nodes()[0].Heads == "subscription"
+	})
+	node.Advance()
+	waitHeads(t, p, 0, 4, 4)
+	clock.Advance(DefaultMinStallTimeout)
+	p.checkAll()
+	wantState(t, p, 0, StateHealthy, "")
+	if n := logs.count("wssproxy: node unhealthy"); n != 0 {
+		t.Errorf("node unhealthy logged %d times", n)
+	}
+}

@@ -93,8 +93,7 @@ func (p *Proxy) post(ctx context.Context, b *backend, body []byte) ([]healthRepl
 // serves unsafe methods and, while its head subscriptions are down, its
 // best and finalized blocks.
 func (p *Proxy) check(ctx context.Context, b *backend) error {
-	poll := !b.health.isSubscribed()
-	token := b.health.pollToken()
+	poll, token := b.health.pollStart(p.opts.now(), p.stallTimeout())
 	replies, err := p.post(ctx, b, healthQuery(poll))
 	if err != nil {
 		return err

@@ -325,6 +325,17 @@ func (n *Node) FinalizedBlock() (uint64, string) {
 	return b.number, b.hash
 }
 
+// DropSubscriptions forgets every subscription of every connection
+// without a word to the clients, as a node that silently stopped feeding
+// them: they get no more notifications, though the chain goes on.
+func (n *Node) DropSubscriptions() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for c := range n.conns {
+		clear(c.subs)
+	}
+}
+
 // SetSafeRPCMethods switches between refusing the unsafe methods (true, as
 // --rpc-methods safe) and answering them (false); see
 // Options.SafeRPCMethods.
