@@ -63,6 +63,7 @@ type Counters struct {
 	refusals   counterSet[string, atomic.Int64]
 	denied     counterSet[string, atomic.Int64]
 	duration   counterHistogram
+	nodes      counterSet[string, counterNode] // nodes.go
 }
 
 // NewCounters returns empty Counters.
@@ -81,6 +82,7 @@ func (c *Counters) Hooks() *wssproxy.Metrics {
 		Traffic:    c.traffic,
 		NodeDial:   c.nodeDial,
 		NodeHealth: c.nodeHealth,
+		NodeState:  c.nodeState,
 		Denied:     c.deniedCall,
 	}
 }

@@ -456,6 +456,7 @@ func TestCountersSnapshot(t *testing.T) {
 		NodeHealthy:        map[string]bool{up: true},
 		NodeHealthChecks:   map[string]map[string]int64{up: {"healthy": 1, "unhealthy": 1}},
 		Denied:             map[string]int64{"method": 2, "rate": 1},
+		NodeGauges:         NodeGauges{map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, 0},
 	}
 	if diff := cmp.Diff(want, c.Snapshot(), cmpopts.EquateApprox(0, 1e-12)); diff != "" {
 		t.Errorf("Snapshot (-want +got):\n%s", diff)

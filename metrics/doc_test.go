@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/wssgate/wssgate/wssproxy"
 )
 
 // TestDocumentedSeries keeps the package doc's list of series (the stable
@@ -34,6 +35,7 @@ func TestDocumentedSeries(t *testing.T) {
 
 	c := NewCounters()
 	countersScenario(c)
+	c.nodeState("node:9944", wssproxy.NodeStatus{Healthy: true, BestBlock: 2, SecondsSinceHead: 1}) // the node gauges
 	var buf strings.Builder
 	if err := c.WritePrometheus(&buf); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ type Snapshot struct {
 	NodeHealthy        map[string]bool                        `json:"node_healthy"`             // upstream, once checked
 	NodeHealthChecks   map[string]map[string]int64            `json:"node_health_checks_total"` // upstream, result
 	Denied             map[string]int64                       `json:"denied_calls_total"`       // reason
+	NodeGauges                                                // nodes.go
 }
 
 // HistogramSnapshot is a histogram's state. Bucket counts are cumulative;
@@ -57,6 +58,7 @@ func (c *Counters) Snapshot() Snapshot {
 		NodeHealthy:        map[string]bool{},
 		NodeHealthChecks:   map[string]map[string]int64{},
 		Denied:             counterValues(c.denied.load()),
+		NodeGauges:         c.nodeGauges(),
 	}
 	for name, u := range c.upstreams.load() {
 		s.ConnectionsOpen[name] = u.open.Load()

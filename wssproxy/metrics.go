@@ -41,6 +41,12 @@ type Metrics struct {
 	// failed dial counts as one): nil if the node is healthy, else why not.
 	NodeHealth func(upstream string, err error)
 
+	// NodeState is called after each health check of a node (and failed
+	// dial) with what the gateway knows of it: state, best and finalized
+	// blocks, seconds since its last head, lag to the pool's best node,
+	// peers, syncing, and whether it serves unsafe methods.
+	NodeState func(upstream string, s NodeStatus)
+
 	// Denied is called for each JSON-RPC call answered by the gateway
 	// instead of the node, with why: "method" (the policy), "rate", "subscriptions"
 	// (MaxSubscriptions) or "tracked" (MaxTrackedCalls, MaxHeldBytes).
@@ -80,6 +86,7 @@ const (
 	RefusalConnsClient  = "conns_per_client"
 	RefusalConnsTotal   = "conns_total"
 	RefusalConnsNode    = "conns_per_node"
+	RefusalUnhealthy    = "nodes_unhealthy" // every node unhealthy, with Options.StrictHealth
 )
 
 // hooks calls the proxy's Metrics hooks, skipping nil ones.
@@ -118,6 +125,12 @@ func (h hooks) NodeDial(upstream string, latency time.Duration, err error) {
 func (h hooks) NodeHealth(upstream string, err error) {
 	if h.m.NodeHealth != nil {
 		h.m.NodeHealth(upstream, err)
+	}
+}
+
+func (h hooks) NodeState(upstream string, s NodeStatus) {
+	if h.m.NodeState != nil {
+		h.m.NodeState(upstream, s)
 	}
 }
 

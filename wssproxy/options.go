@@ -33,6 +33,18 @@ const (
 	DefaultHealthInterval = 10 * time.Second
 	// DefaultMaxBlockLag is how far behind the best node a node may be.
 	DefaultMaxBlockLag = 10
+	// DefaultMinStallTimeout is the least time a node's best block may
+	// stand still before the node counts as stalled, when StallTimeout is
+	// derived from the observed block time.
+	DefaultMinStallTimeout = 60 * time.Second
+	// StallTimeoutBlocks is how many observed block times (the median
+	// interval between heads) a node's best block may stand still, when
+	// StallTimeout is zero.
+	StallTimeoutBlocks = 6
+	// DefaultMaxFinalityLag is how many blocks a node's finalized block may
+	// trail its best block. GRANDPA finalizes within a few blocks; 50 is
+	// five minutes of 6 s blocks.
+	DefaultMaxFinalityLag = 50
 )
 
 // Options configures a [Proxy]. The zero value (or a nil *Options) gives
@@ -112,17 +124,52 @@ type Options struct {
 	// (an API key for a hosted node, say). If nil, none.
 	UpstreamHeader http.Header
 
-	// HealthInterval is how often each node is asked for system_health and
-	// its best header. A node that is unreachable, syncing, without peers
-	// it should have, or more than MaxBlockLag blocks behind the best node
-	// takes no new connections until it recovers.
-	// If zero, DefaultHealthInterval. Negative disables the checks (a node
-	// is then only skipped while dials to it fail).
+	// HealthInterval is how often each node is asked for system_health
+	// (and, while the gateway's head subscriptions on it are down, its
+	// best and finalized heads), and probed for whether it serves unsafe
+	// methods (see [NodeStatus].UnsafeMethods). A node that is
+	// unreachable, syncing, without peers it should have, stalled (see
+	// StallTimeout), finality stalled (see MaxFinalityLag) or more than
+	// MaxBlockLag blocks behind the best node takes no new connections
+	// until it recovers.
+	// If zero, DefaultHealthInterval. Negative disables the checks and the
+	// head subscriptions (a node is then only skipped while dials to it
+	// fail).
 	HealthInterval time.Duration
 
 	// MaxBlockLag is how many blocks a node may trail the pool's best node
 	// and still count as healthy. If zero, DefaultMaxBlockLag.
 	MaxBlockLag uint64
+
+	// StallTimeout is how long a node's best block may stand still before
+	// the node is unhealthy ("stalled at #N for 3m"), even alone in its
+	// pool: a node that serves a chain state of last week with 200 OK is
+	// worse than one that is down. Heads come from a chain_subscribeNewHeads
+	// and a chain_subscribeFinalizedHeads subscription the gateway keeps on
+	// each node, or from the health checks while those fail.
+	// If zero, StallTimeoutBlocks (6) times the median interval between
+	// heads the gateway has observed, and at least DefaultMinStallTimeout
+	// (60 s). Negative disables it (for chains that make blocks only on
+	// demand, such as an instant-seal dev node).
+	// Needs the health checks (HealthInterval not negative).
+	StallTimeout time.Duration
+
+	// MaxFinalityLag is how many blocks a node's finalized block may trail
+	// its own best block before the node is unhealthy (finality stalled).
+	// If zero, DefaultMaxFinalityLag. Set it to math.MaxUint64 to ignore
+	// finality.
+	MaxFinalityLag uint64
+
+	// StrictHealth refuses new WebSocket connections and HTTP requests with
+	// 503 and Retry-After while every node is unhealthy. If false, the
+	// gateway keeps serving from the least bad node when every node is
+	// unhealthy, since refusing everything would take a slow chain off the
+	// air, but it says so: ReadyHandler answers 503 with each node's
+	// reason, and a WARN is logged.
+	StrictHealth bool
+
+	// now is the clock of the health checks; nil is time.Now. Tests set it.
+	now func() time.Time
 
 	// Logger receives the proxy's structured logs.
 	// If nil, slog.Default().
@@ -236,6 +283,7 @@ func (o *Options) withDefaults() (Options, error) {
 		{"PingInterval", &c.PingInterval, DefaultPingInterval, true},
 		{"WriteTimeout", &c.WriteTimeout, DefaultWriteTimeout, true},
 		{"HealthInterval", &c.HealthInterval, DefaultHealthInterval, true},
+		{"StallTimeout", &c.StallTimeout, 0, true},
 	}
 	for _, d := range durations {
 		if *d.v < 0 && !d.neg {
@@ -289,6 +337,12 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.MaxBlockLag == 0 {
 		c.MaxBlockLag = DefaultMaxBlockLag
+	}
+	if c.MaxFinalityLag == 0 {
+		c.MaxFinalityLag = DefaultMaxFinalityLag
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if c.MaxRefusedCalls == 0 {
 		c.MaxRefusedCalls = 1000

@@ -357,8 +357,9 @@ func TestPoolHealth(t *testing.T) {
 }
 
 type readyStatus struct {
-	Ready bool         `json:"ready"`
-	Nodes []NodeStatus `json:"nodes"`
+	Ready   bool         `json:"ready"`
+	Serving bool         `json:"serving"`
+	Nodes   []NodeStatus `json:"nodes"`
 }
 
 func getReady(t *testing.T, url string) (int, readyStatus) {
@@ -464,14 +465,14 @@ func TestWSSUpstream(t *testing.T) {
 func TestNodeGoingAway(t *testing.T) {
 	t.Parallel()
 	a, b := startNode(t), startNode(t)
-	_, url := startPool(t, []string{a.URL(), b.URL()}, &Options{HealthInterval: time.Hour})
+	p, url := startPool(t, []string{a.URL(), b.URL()}, &Options{HealthInterval: time.Hour})
 	ctx := testCtx(t)
-	c := dial(t, url, nil)
+	c, on := dialTracked(t, p, url) // the nodes' own counts include the gateway's head subscriptions
 	c.Write(ctx, websocket.MessageText, []byte(callJSON(1, "system_chain")))
 	readReply(t, ctx, c)
-	first, other := a, b
-	if b.Conns() == 1 {
-		first, other = b, a
+	first := a
+	if on == 1 {
+		first = b
 	}
 	first.Close() // close frames 1001 "node shutting down"
 	_, _, err := c.Read(ctx)
@@ -481,7 +482,7 @@ func TestNodeGoingAway(t *testing.T) {
 	}
 	c2 := dial(t, url, nil)
 	c2.Write(ctx, websocket.MessageText, []byte(callJSON(2, "system_chain")))
-	if r := readReply(t, ctx, c2); r.Error != nil || other.Conns() != 1 {
-		t.Errorf("reconnect: %+v, other node has %d conns, want 1", r, other.Conns())
+	if r := readReply(t, ctx, c2); r.Error != nil || p.Nodes()[1-on].Conns != 1 {
+		t.Errorf("reconnect: %+v, other node has %d conns, want 1", r, p.Nodes()[1-on].Conns)
 	}
 }

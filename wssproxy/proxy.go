@@ -34,6 +34,12 @@ type Proxy struct {
 	wsDial   *http.Client  // WebSocket dials: a fresh, wrapped connection each
 	http     *httputil.ReverseProxy
 
+	// Health (health.go): checkMu serializes checks; allDown is whether
+	// every node was unhealthy at the last record.
+	checkMu    sync.Mutex
+	allDown    atomic.Bool
+	blockTimes blockTimes
+
 	mu         sync.Mutex
 	conns      map[*proxyConn]struct{}
 	closing    bool
@@ -141,6 +147,9 @@ func parseUpstream(name, s string) (*url.URL, error) {
 // Shutdown and Close); so cap connections with Options.ConnLimit, not
 // with middleware that counts ServeHTTP calls in progress.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.refuseUnhealthy(w, r) {
+		return
+	}
 	if hasToken(r.Header, "Connection", "upgrade") {
 		if !hasToken(r.Header, "Upgrade", "websocket") {
 			p.refuse(w, r, http.StatusBadRequest, RefusalBadHandshake, "only WebSocket upgrades are supported")

@@ -62,6 +62,9 @@ type config struct {
 	adminListen    string
 	healthInterval time.Duration
 	maxBlockLag    uint64
+	stallTimeout   time.Duration
+	maxFinalityLag uint64
+	strictHealth   bool
 }
 
 // Default limits. The handshake limits are the nginx/Apache recipe's. The
@@ -89,6 +92,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.adminListen, "admin-listen", "127.0.0.1:9616", "private address for /metrics (Prometheus), /debug/vars (expvar), /debug/pprof and /ready; empty disables")
 	fs.DurationVar(&c.healthInterval, "health-interval", wssproxy.DefaultHealthInterval, "how often nodes are health-checked (negative: never)")
 	fs.Uint64Var(&c.maxBlockLag, "max-block-lag", wssproxy.DefaultMaxBlockLag, "blocks a node may trail the best node and still get connections")
+	fs.DurationVar(&c.stallTimeout, "stall-timeout", 0, "how long a node's best block may stand still before the node is unhealthy (0: 6 block times, at least 60s; negative: never)")
+	fs.Uint64Var(&c.maxFinalityLag, "max-finality-lag", wssproxy.DefaultMaxFinalityLag, "blocks a node's finalized block may trail its best block")
+	fs.BoolVar(&c.strictHealth, "strict-health", false, "refuse new connections (503) while every node is unhealthy, instead of serving from the least bad one")
 	fs.StringVar(&c.certFile, "cert", "", "PEM certificate chain (with -key) instead of a self-signed one; reloaded on change and SIGHUP")
 	fs.StringVar(&c.keyFile, "key", "", "PEM private key for -cert")
 	fs.StringVar(&c.hosts, "hosts", strings.Join(certs.DefaultSelfSignedHosts, ","), "comma-separated names and IPs for the self-signed certificate")
@@ -246,7 +252,8 @@ func expvarHandler(counters *metrics.Counters) http.Handler {
 
 // proxyOptions maps the flags to wssproxy.Options.
 func proxyOptions(c *config, logger *slog.Logger) (*wssproxy.Options, error) {
-	o := &wssproxy.Options{Logger: logger, MaxSubscriptions: c.maxSubs, HealthInterval: c.healthInterval, MaxBlockLag: c.maxBlockLag}
+	o := &wssproxy.Options{Logger: logger, MaxSubscriptions: c.maxSubs, HealthInterval: c.healthInterval, MaxBlockLag: c.maxBlockLag,
+		StallTimeout: c.stallTimeout, MaxFinalityLag: c.maxFinalityLag, StrictHealth: c.strictHealth}
 	if c.trustedProxies != "" {
 		trusted, err := ratelimit.ParseTrusted(c.trustedProxies)
 		if err != nil {

@@ -215,9 +215,69 @@ func TestBasicRefusesUnsafe(t *testing.T) {
 			t.Errorf("POST %.60s: %d %s", body, resp.StatusCode, b)
 		}
 	}
-	for _, m := range node.Seen() { // the gateway's own health checks are expected
-		if slices.Contains(wssproxy.UnsafeMethods, m) {
+	// The gateway's own health checks are expected: each batch holds one
+	// system_health and one system_peers, its probe of the node's
+	// --rpc-methods mode; any other system_peers came from the client.
+	probes := 0
+	for _, m := range node.Seen() {
+		switch {
+		case m == "system_health":
+			probes++
+		case m == "system_peers":
+			probes--
+		case slices.Contains(wssproxy.UnsafeMethods, m):
 			t.Errorf("node saw %s; want none of the unsafe calls", m)
 		}
+	}
+	if probes != 0 {
+		t.Errorf("node saw %d more system_health than system_peers calls, want as many (only the gateway's probes)", probes)
+	}
+}
+
+// TestBasicStrictHealth: with -strict-health, once the only node is
+// stalled (its head stands still past -stall-timeout), /wssgate/ready says
+// why and new connections are refused with 503 and Retry-After.
+func TestBasicStrictHealth(t *testing.T) {
+	node, err := rpctest.Start(nil) // no blocks: its head stays at #0
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	addr, tlsConf, _ := gateway(t, node, "-strict-health", "-stall-timeout", "1ms", "-health-interval", "20ms")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	var ready struct {
+		Ready, Serving bool
+		Nodes          []wssproxy.NodeStatus
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := client.Get("https://" + addr + "/wssgate/ready")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&ready)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ready still %d with a stalled node: %+v", resp.StatusCode, ready)
+		}
+	}
+	if ready.Ready || ready.Serving || len(ready.Nodes) != 1 || ready.Nodes[0].State != wssproxy.StateStalled ||
+		!strings.HasPrefix(ready.Nodes[0].Reason, "stalled at #0 for ") || ready.Nodes[0].UnsafeMethods != wssproxy.UnsafeServed {
+		t.Errorf("ready %+v, want not serving, the node stalled at #0 and serving unsafe methods", ready)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: client})
+	if err == nil || resp == nil {
+		t.Fatalf("dial with every node stalled and -strict-health: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(body), "stalled at #0") {
+		t.Errorf("refusal %d Retry-After %q %q, want 503, 1 and the reason", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 }

@@ -32,7 +32,11 @@ func run() error {
 	listen := flag.String("listen", "127.0.0.1:9944", "address to serve JSON-RPC on")
 	interval := flag.Duration("block-interval", 6*time.Second, "time between blocks; 0 for none")
 	verbose := flag.Bool("v", false, "log every connection")
+	rpcMethods := flag.String("rpc-methods", "unsafe", "safe: refuse the unsafe methods as a node run with --rpc-methods safe; unsafe: answer them")
 	flag.Parse()
+	if *rpcMethods != "safe" && *rpcMethods != "unsafe" {
+		return fmt.Errorf("-rpc-methods %q: want safe or unsafe", *rpcMethods)
+	}
 
 	level := slog.LevelInfo
 	if *verbose {
@@ -44,9 +48,10 @@ func run() error {
 	defer stop()
 
 	node, err := rpctest.Start(&rpctest.Options{
-		Addr:          *listen,
-		BlockInterval: *interval,
-		Logger:        logger,
+		Addr:           *listen,
+		BlockInterval:  *interval,
+		SafeRPCMethods: *rpcMethods == "safe",
+		Logger:         logger,
 	})
 	if err != nil {
 		return err

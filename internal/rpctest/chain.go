@@ -96,13 +96,14 @@ const maxGap = 4096
 // chain holds the genesis block and a window of consecutive blocks.
 // Its methods are called with Node.mu held.
 type chain struct {
-	genesis *block
-	blocks  []*block // blocks[i].number == blocks[0].number+i
+	genesis   *block
+	blocks    []*block // blocks[i].number == blocks[0].number+i
+	finalized *block   // the best block unless finality is stalled
 }
 
 func newChain() *chain {
 	g := makeBlock(0, hexString(make([]byte, 32)))
-	return &chain{genesis: g, blocks: []*block{g}}
+	return &chain{genesis: g, blocks: []*block{g}, finalized: g}
 }
 
 func (c *chain) best() *block { return c.blocks[len(c.blocks)-1] }
@@ -157,6 +158,9 @@ func (c *chain) setBest(n uint64) {
 		for c.best().number < n {
 			c.next()
 		}
+	}
+	if c.finalized.number > n {
+		c.finalized = c.best() // a chain set back below its finalized block
 	}
 }
 

@@ -61,7 +61,8 @@ func init() {
 // unsafeMethods are the methods a Substrate node serves only with
 // --rpc-methods unsafe (or on localhost with auto). The node answers each
 // one successfully, so a test can see in [Node.Seen] that a gateway let one
-// through.
+// through; with Options.SafeRPCMethods it refuses them as Substrate does
+// (see errUnsafe).
 var unsafeMethods = map[string]any{
 	"author_insertKey":             nil,
 	"author_rotateKeys":            "0x" + strings.Repeat("ab", 128),
@@ -94,6 +95,12 @@ func UnsafeMethods() []string {
 	slices.Sort(out)
 	return out
 }
+
+// errUnsafe is the refusal of an unsafe method by a node run with
+// --rpc-methods safe: polkadot-sdk's UnsafeRpcError
+// (substrate/client/rpc-api/src/policy.rs), which jsonrpsee sends as
+// ErrorCode::MethodNotFound with this message and no data.
+var errUnsafe = &Error{Code: CodeMethodNotFound, Message: "RPC call is unsafe to be called externally"}
 
 func constant(v any) method {
 	return func(*call) (any, error) { return v, nil }
@@ -226,7 +233,7 @@ func chainGetBlock(c *call) (any, error) {
 func chainGetFinalizedHead(c *call) (any, error) {
 	c.n.mu.Lock()
 	defer c.n.mu.Unlock()
-	return c.n.chain.best().hash, nil
+	return c.n.chain.finalized.hash, nil
 }
 
 func stateGetRuntimeVersion(c *call) (any, error) {

@@ -43,6 +43,14 @@ type Options struct {
 	// If nil, plain TCP, like a Substrate node.
 	TLSConfig *tls.Config
 
+	// SafeRPCMethods makes the node refuse its unsafe methods (those of
+	// [UnsafeMethods]) as a Substrate node run with --rpc-methods safe
+	// does: with error -32601 "RPC call is unsafe to be called
+	// externally". If false, it answers them, as a node with
+	// --rpc-methods unsafe (or auto, to a local client) does.
+	// [Node.SetSafeRPCMethods] changes it while the node runs.
+	SafeRPCMethods bool
+
 	// Logger receives debug logs of connections and warnings of dropped
 	// slow clients. If nil, slog.Default().
 	Logger *slog.Logger
@@ -79,6 +87,10 @@ type Node struct {
 	seenCh  chan struct{} // closed and replaced when seen grows
 	headers []http.Header
 	stall   chan struct{} // non-nil while stalled; closed by Resume
+
+	safeRPC         bool // refuse unsafe methods
+	blocksPaused    bool // the BlockInterval producer makes no blocks
+	finalityStalled bool // new blocks are not finalized
 }
 
 // Start listens on opts.Addr and serves until Close or Kill. A nil opts is
@@ -115,6 +127,8 @@ func Start(opts *Options) (*Node, error) {
 		chain:  newChain(),
 		conns:  map[*wsConn]struct{}{},
 		seenCh: make(chan struct{}),
+
+		safeRPC: o.SafeRPCMethods,
 	}
 	n.killCtx, n.kill = context.WithCancel(context.Background())
 	n.srv = &http.Server{
@@ -139,7 +153,8 @@ func Start(opts *Options) (*Node, error) {
 	return n, nil
 }
 
-// produce makes a block every interval until the node stops.
+// produce makes a block every interval, unless paused, until the node
+// stops.
 func (n *Node) produce(interval time.Duration) {
 	defer n.wg.Done()
 	t := time.NewTicker(interval)
@@ -149,7 +164,11 @@ func (n *Node) produce(interval time.Duration) {
 		case <-n.killCtx.Done():
 			return
 		case <-t.C:
-			n.Advance()
+			n.mu.Lock()
+			if !n.blocksPaused {
+				n.advanceLocked()
+			}
+			n.mu.Unlock()
 		}
 	}
 }
@@ -169,7 +188,8 @@ func (n *Node) HTTPURL() string {
 }
 
 // Seen returns the methods of the requests received so far over WebSocket
-// and HTTP, batch items included, in order of arrival.
+// and HTTP, batch items included, in order of arrival. A batch's methods
+// are recorded together, once it is handled.
 func (n *Node) Seen() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -193,10 +213,13 @@ func (n *Node) WaitSeen(ctx context.Context, count int) error {
 	}
 }
 
-func (n *Node) recordSeen(method string) {
+func (n *Node) recordSeen(methods ...string) {
+	if len(methods) == 0 {
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.seen = append(n.seen, method)
+	n.seen = append(n.seen, methods...)
 	close(n.seenCh)
 	n.seenCh = make(chan struct{})
 }
@@ -215,23 +238,120 @@ func (n *Node) Headers() []http.Header {
 }
 
 // Advance produces a block on top of the best one and notifies the
-// subscribers of new, finalized and all heads. It returns the new height.
+// subscribers of new and all heads, and of finalized heads unless
+// finality is stalled. It returns the new height. It works while blocks
+// are paused: PauseBlocks only stops the BlockInterval producer.
 func (n *Node) Advance() uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.advanceLocked()
+}
+
+func (n *Node) advanceLocked() uint64 {
 	b := n.chain.next()
-	n.announce(b)
+	n.announce(b, n.finalizeLocked())
 	return b.number
+}
+
+// finalizeLocked finalizes the best block unless finality is stalled, and
+// returns the newly finalized block, or nil if there is none.
+func (n *Node) finalizeLocked() *block {
+	if n.finalityStalled || n.chain.finalized == n.chain.best() {
+		return nil
+	}
+	n.chain.finalized = n.chain.best()
+	return n.chain.finalized
 }
 
 // SetBestBlock makes height best the chain's head and notifies the head
 // subscribers. A jump of more than 4096 blocks leaves the blocks between
-// unknown (chain_getBlockHash gives null for them).
+// unknown (chain_getBlockHash gives null for them). Unless finality is
+// stalled the new head is finalized too.
 func (n *Node) SetBestBlock(best uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	before := n.chain.finalized
 	n.chain.setBest(best)
-	n.announce(n.chain.best())
+	fin := n.finalizeLocked()
+	if fin == nil && n.chain.finalized != before { // set back below it
+		fin = n.chain.finalized
+	}
+	n.announce(n.chain.best(), fin)
+}
+
+// PauseBlocks stops the producer of Options.BlockInterval: the chain's
+// head stays where it is, as on a node that lost its block authors or
+// its peers, until ResumeBlocks. Advance and SetBestBlock still work.
+func (n *Node) PauseBlocks() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.blocksPaused = true
+}
+
+// ResumeBlocks undoes PauseBlocks; the next block comes on the producer's
+// next tick.
+func (n *Node) ResumeBlocks() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.blocksPaused = false
+}
+
+// StallFinality stops finalizing blocks, as a chain whose GRANDPA voters
+// are stuck: new heads keep coming, but chain_getFinalizedHead and the
+// finalized heads subscriptions stay at the current finalized block until
+// ResumeFinality.
+func (n *Node) StallFinality() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.finalityStalled = true
+}
+
+// ResumeFinality ends StallFinality: the best block is finalized at once
+// and announced to the finalized heads subscribers.
+func (n *Node) ResumeFinality() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.finalityStalled = false
+	if b := n.finalizeLocked(); b != nil {
+		n.announce(nil, b)
+	}
+}
+
+// FinalizedBlock returns the height and hash of the finalized block.
+func (n *Node) FinalizedBlock() (uint64, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	b := n.chain.finalized
+	return b.number, b.hash
+}
+
+// DropSubscriptions forgets every subscription of every connection
+// without a word to the clients, as a node that silently stopped feeding
+// them: they get no more notifications, though the chain goes on.
+func (n *Node) DropSubscriptions() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for c := range n.conns {
+		clear(c.subs)
+	}
+}
+
+// SetSafeRPCMethods switches between refusing the unsafe methods (true, as
+// --rpc-methods safe) and answering them (false); see
+// Options.SafeRPCMethods.
+func (n *Node) SetSafeRPCMethods(safe bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.safeRPC = safe
+}
+
+func (n *Node) unsafeRefused(method string) bool {
+	if _, ok := unsafeMethods[method]; !ok {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.safeRPC
 }
 
 // BestBlock returns the height and hash of the best block.

@@ -68,8 +68,10 @@ func (n *Node) handleMessage(c *wsConn, msg []byte, subs *[]string) []byte {
 			return encodeError(nil, &Error{Code: CodeInvalidRequest, Message: "Invalid request"})
 		}
 		out := []byte{'['}
+		var seen []string // recorded together, so that Seen never shows part of a batch
+		defer func() { n.recordSeen(seen...) }()
 		for _, it := range items {
-			if r := n.handleOne(c, it, subs); r != nil {
+			if r := n.handleOne(c, it, subs, &seen); r != nil {
 				if len(out) > 1 {
 					out = append(out, ',')
 				}
@@ -81,11 +83,12 @@ func (n *Node) handleMessage(c *wsConn, msg []byte, subs *[]string) []byte {
 		}
 		return append(out, ']')
 	}
-	return n.handleOne(c, msg, subs)
+	return n.handleOne(c, msg, subs, nil)
 }
 
-// handleOne answers a single request.
-func (n *Node) handleOne(c *wsConn, raw []byte, subs *[]string) []byte {
+// handleOne answers a single request. Its method is recorded for Seen, or
+// added to seen if that is not nil.
+func (n *Node) handleOne(c *wsConn, raw []byte, subs *[]string, seen *[]string) []byte {
 	var req request
 	if err := json.Unmarshal(raw, &req); err != nil {
 		if !json.Valid(raw) {
@@ -104,7 +107,14 @@ func (n *Node) handleOne(c *wsConn, raw []byte, subs *[]string) []byte {
 		return encodeError(id, &Error{Code: CodeInvalidRequest, Message: "Invalid request"})
 	}
 	req.ID = id
-	n.recordSeen(req.Method)
+	if seen != nil {
+		*seen = append(*seen, req.Method)
+	} else {
+		n.recordSeen(req.Method)
+	}
+	if n.unsafeRefused(req.Method) {
+		return n.reply(req.ID, nil, errUnsafe)
+	}
 	m, ok := methods[req.Method]
 	if !ok {
 		return n.reply(req.ID, nil, &Error{Code: CodeMethodNotFound, Message: "Method not found"})

@@ -151,19 +151,25 @@ func (n *Node) initial(id string, s *sub) []byte {
 			changes[i] = [2]any{k, nil}
 		}
 		return notification(notifyMethod[s.kind], id, map[string]any{"block": best.hash, "changes": changes})
+	case subFinalizedHeads:
+		return notification(notifyMethod[s.kind], id, n.chain.finalized.header)
 	}
 	return notification(notifyMethod[s.kind], id, best.header)
 }
 
-// announce pushes a new best block to the head subscribers; n.mu is held.
-// The node finalizes every block at once.
-func (n *Node) announce(b *block) {
+// announce pushes a new best block and a newly finalized one (either may
+// be nil) to the head subscribers; n.mu is held.
+func (n *Node) announce(best, finalized *block) {
 	if n.stall != nil {
 		return
 	}
 	for c := range n.conns {
 		for id, s := range c.subs {
-			if !s.active || s.kind > subAllHeads {
+			b := best
+			if s.kind == subFinalizedHeads {
+				b = finalized
+			}
+			if !s.active || s.kind > subAllHeads || b == nil {
 				continue
 			}
 			c.send(notification(notifyMethod[s.kind], id, b.header))
