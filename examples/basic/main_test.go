@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/internal/operator"
 	"github.com/wssgate/wssgate/internal/rpctest"
 	"github.com/wssgate/wssgate/wssproxy"
 )
@@ -30,14 +31,15 @@ func gateway(t *testing.T, node *rpctest.Node, extra ...string) (string, *tls.Co
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	ready := make(chan operator.Addrs, 1)
 	done := make(chan error, 1)
 	args := append([]string{"-listen", "127.0.0.1:0", "-upstream", node.URL(), "-self-signed-dir", dir, "-admin-listen", ""}, extra...)
 	var logs syncBuffer
-	go func() { done <- run(ctx, args, &logs, ready) }()
+	go func() { done <- run(ctx, args, &logs, &logs, ready) }()
 	var addr string
 	select {
-	case addr = <-ready:
+	case a := <-ready:
+		addr = a.TLS
 	case err := <-done:
 		t.Fatalf("run: %v\n%s", err, logs.String())
 	case <-time.After(20 * time.Second):
@@ -156,7 +158,7 @@ func TestFlagErrors(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"-cert", "x.pem"}, {"extra"}, {"-upstream", "ftp://x"}} {
 		var out bytes.Buffer
-		err := run(context.Background(), append(args, "-self-signed-dir", ""), &out, nil)
+		err := run(context.Background(), append(args, "-self-signed-dir", ""), &out, &out, nil)
 		if err == nil {
 			t.Errorf("run(%q) = nil, want an error", args)
 		}
