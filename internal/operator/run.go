@@ -115,6 +115,10 @@ func (p *Program) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	if c.Verbose {
 		level.Set(slog.LevelDebug)
 	}
+	// SIGHUP is caught from here on, so it never kills a starting gateway.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	s := &server{prog: p, cfg: c, args: args, logger: logger}
 	if err := s.start(ctx); err != nil {
 		logger.Error("cannot start", "err", err)
@@ -124,7 +128,7 @@ func (p *Program) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	if ready != nil {
 		ready <- s.addrs
 	}
-	return s.serve(ctx)
+	return s.serve(ctx, hup)
 }
 
 // Version describes the build: the module version (or "(devel)") and the
@@ -290,10 +294,7 @@ func (s *server) closeAll() {
 }
 
 // serve waits for ctx (then drains), a server error, or SIGHUP (reload).
-func (s *server) serve(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 	defer s.history.stop()
 	for {
 		select {
