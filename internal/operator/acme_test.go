@@ -111,3 +111,36 @@ func TestACMEPebble(t *testing.T) {
 		})
 	}
 }
+
+// TestACMEFailureReason: when the CA cannot validate (nothing answers on
+// the challenge ports), the start reports the CA's reason and what to
+// check in one line, and still serves the self-signed pair.
+func TestACMEFailureReason(t *testing.T) {
+	env := pebbletest.Start(t, pebbletest.Options{TLSPort: pebbletest.FreePort(t), HTTPPort: pebbletest.FreePort(t)})
+	env.AddA(t, "node.test")
+	dir := t.TempDir()
+	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "",
+		"-upstream", "ws://127.0.0.1:9", "-domain", "node.test", "-acme-directory", env.DirectoryURL, "-acme-ca", env.DirCAFile,
+		"-acme-cache", filepath.Join(dir, "acme"), "-self-signed-dir", filepath.Join(dir, "self"))
+	logs := g.logs.String()
+	var line string
+	for l := range strings.Lines(logs) {
+		if strings.Contains(l, "certificate not obtained") {
+			if line != "" {
+				t.Errorf("outcome logged twice:\n%s", logs)
+			}
+			line = l
+		}
+	}
+	for _, want := range []string{"domain=node.test", "reason=", "connection refused", "check=\"reachability:"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("outcome line lacks %q: %s\nall logs:\n%s", want, line, logs)
+		}
+	}
+	if strings.Contains(logs, "acme: challenge failed") {
+		t.Errorf("the ACME source's own lines were not folded into the outcome:\n%s", logs)
+	}
+	if !strings.Contains(logs, "trust the self-signed certificate") {
+		t.Errorf("no self-signed trust hint while the ACME name is missing:\n%s", logs)
+	}
+}

@@ -57,9 +57,15 @@ func (r *problemRecorder) Handle(ctx context.Context, rec slog.Record) error {
 			s += ": " + detail
 		}
 		r.mu.Lock()
+		repeat := r.last[domain] == s
 		r.last[domain] = s
 		r.last[""] = s
 		r.mu.Unlock()
+		if repeat {
+			// autocert cleans up a failed order after reporting it, and the
+			// CA's answers repeat the reason already logged.
+			rec.Level = slog.LevelDebug
+		}
 	}
 	if r.quiet.Load() {
 		rec.Level = slog.LevelDebug

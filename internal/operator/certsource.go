@@ -45,6 +45,13 @@ func newCertSet(c *Config, logger *slog.Logger) (*certSet, error) {
 		s.src = s.file
 		return s, nil
 	}
+	if len(c.Domains) > 0 { // first: its errors are about flags, not files
+		a, rec, err := newACME(c, logger)
+		if err != nil {
+			return nil, err
+		}
+		s.acme, s.problems = a, rec
+	}
 	s.selfSigned = &certs.SelfSigned{Hosts: c.Hosts, Dir: c.SelfSignedDir, Logger: logger}
 	if err := s.selfSigned.Init(); err != nil {
 		return nil, fmt.Errorf("-hosts/-self-signed-dir: %w", err)
@@ -56,14 +63,9 @@ func newCertSet(c *Config, logger *slog.Logger) (*certSet, error) {
 	if len(c.Domains) == 0 {
 		return s, nil
 	}
-	a, rec, err := newACME(c, logger)
-	if err != nil {
-		return nil, err
-	}
-	s.acme, s.problems = a, rec
 	names := make(map[string]certs.Source, len(c.Domains))
 	for _, d := range c.Domains {
-		names[d] = a
+		names[d] = s.acme
 	}
 	s.src = &certs.SNI{Names: names, Default: s.selfSigned}
 	return s, nil
@@ -79,11 +81,6 @@ func unwrapPath(err error) error {
 
 // newACME maps the ACME flags to certs.ACME, naming flags in errors.
 func newACME(c *Config, logger *slog.Logger) (*certs.ACME, *problemRecorder, error) {
-	for _, d := range c.Domains {
-		if _, err := checkDomain(d); err != nil {
-			return nil, nil, fmt.Errorf("-domain: %w", err)
-		}
-	}
 	rec := newProblemRecorder(logger.Handler())
 	a := &certs.ACME{
 		Domains:      c.Domains,
@@ -110,14 +107,14 @@ func newACME(c *Config, logger *slog.Logger) (*certs.ACME, *problemRecorder, err
 }
 
 // checkDomain rejects what the ACME source would, with the flag's words.
-func checkDomain(d string) (string, error) {
+func checkDomain(d string) error {
 	if net.ParseIP(d) != nil {
-		return "", fmt.Errorf("%q is an IP address; Let's Encrypt certifies DNS names (raw-IP clients get the self-signed pair of -hosts)", d)
+		return fmt.Errorf("%q is an IP address; Let's Encrypt certifies DNS names (raw-IP clients get the self-signed pair of -hosts)", d)
 	}
 	if strings.HasPrefix(d, "*.") {
-		return "", fmt.Errorf("%q: wildcards need DNS-01, which is not supported; list each name", d)
+		return fmt.Errorf("%q: wildcards need DNS-01, which is not supported; list each name", d)
 	}
-	return d, nil
+	return nil
 }
 
 // flagNames rewrites certs' field names into the flags that set them.

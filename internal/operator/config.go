@@ -152,6 +152,11 @@ func (c *Config) validate() error {
 			}
 		}
 	} else {
+		for _, d := range c.Domains {
+			if err := checkDomain(d); err != nil {
+				return fmt.Errorf("-domain: %w", err)
+			}
+		}
 		if !c.set["listen"] {
 			c.Listen = ":443"
 		}

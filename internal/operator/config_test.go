@@ -1,0 +1,180 @@
+package operator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wssgate/wssgate/internal/rpctest"
+)
+
+// runOnce runs the program with args and returns its error, stdout and
+// logs. It is for runs that end at start.
+func runOnce(t *testing.T, p *Program, args ...string) (error, string, string) {
+	t.Helper()
+	var out, logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a start that succeeds shuts down at once
+	err := p.Run(ctx, args, &out, &logs, nil)
+	return err, out.String(), logs.String()
+}
+
+// TestBadConfigAtStart: every bad value fails at start, in one log line
+// in the one log format, naming the flag, with a suggestion where there
+// is one.
+func TestBadConfigAtStart(t *testing.T) {
+	t.Parallel()
+	cert := filepath.Join(t.TempDir(), "nope", "cert.pem")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-upstream", "127.0.0.1:9944"}, `did you mean ws://127.0.0.1:9944?`},
+		{[]string{"-upstream", "ws://127.0.0.1:99999"}, `port \"99999\" is not in 1-65535`},
+		{[]string{"-upstream", "ws://127.0.0.1:0"}, `port \"0\" is not in 1-65535`},
+		{[]string{"-upstream", "ftp://x:1"}, `the scheme must be ws:// or wss://`},
+		{[]string{"-upstream", "ws://a:1,localhost:9944"}, `did you mean ws://localhost:9944?`},
+		{[]string{"-cert", cert, "-key", cert}, `-cert ` + cert},
+		{[]string{"-cert", cert}, `-cert and -key go together`},
+		{[]string{"-email", "a@example.com"}, `-email needs -domain`},
+		{[]string{"-acme-directory", "https://x/dir"}, `-acme-directory needs -domain`},
+		{[]string{"-domain", "1.2.3.4"}, `-domain: \"1.2.3.4\" is an IP address`},
+		{[]string{"-domain", "node.example.com", "-acme-directory", "http://x/dir", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", ""}, `-acme-directory: \"http://x/dir\" is not an https URL`},
+		{[]string{"-domain", "node.example.com", "-email", "nope", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", ""}, `-email: \"nope\"`},
+		{[]string{"-rate", "-1"}, `-rate must not be negative`},
+		{[]string{"-listen", "8443"}, `-listen: \"8443\" is not host:port`},
+		{[]string{"-nope"}, `flag provided but not defined: -nope`},
+		{[]string{"extra"}, `unexpected arguments`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-self-signed-dir", "", "-admin-listen", "", "-listen", "127.0.0.1:0"}, tc.args...)
+			err, _, logs := runOnce(t, &Program{}, args...)
+			if err == nil {
+				t.Fatalf("Run(%q) = nil, want an error", tc.args)
+			}
+			if n := strings.Count(logs, "\n"); n != 1 || !strings.HasPrefix(logs, "time=") || !strings.Contains(logs, "level=ERROR") {
+				t.Errorf("want one ERROR line in the log format, got %d lines:\n%s", n, logs)
+			}
+			if !strings.Contains(logs, tc.want) {
+				t.Errorf("log lacks %q:\n%s", tc.want, logs)
+			}
+		})
+	}
+}
+
+// TestBindErrorFirst: a taken port is reported before anything about the
+// nodes, and nothing else is logged.
+func TestBindErrorFirst(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err, _, logs := runOnce(t, &Program{}, "-listen", ln.Addr().String(), "-upstream", "ws://127.0.0.1:9", "-self-signed-dir", "", "-admin-listen", "")
+	if err == nil || !strings.Contains(logs, "-listen "+ln.Addr().String()+": bind: address already in use") {
+		t.Fatalf("err %v, logs:\n%s", err, logs)
+	}
+	if strings.Count(logs, "\n") != 1 || strings.Contains(logs, "node") {
+		t.Errorf("want only the bind error, got:\n%s", logs)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	p := &Program{Flags: func(fs *flag.FlagSet) { fs.String("redis", "", "Redis address for shared limits") }}
+	err, out, logs := runOnce(t, p, "-h")
+	if !errors.Is(err, flag.ErrHelp) || logs != "" {
+		t.Fatalf("-h: %v, logs %q", err, logs)
+	}
+	lines := strings.Split(out, "\n")
+	if !strings.HasSuffix(lines[0], ".") || !strings.HasPrefix(lines[0], "wssgate serves") || !strings.Contains(out, "Example:\n  go run ./examples/basic") {
+		t.Errorf("-h does not start with a sentence and an example:\n%s", out)
+	}
+	for _, want := range []string{"-listen string   [WSSGATE_LISTEN]", "-upstream value   [WSSGATE_UPSTREAM]", "[WSSGATE_MAX_CONNS_PER_CLIENT]", "-redis string   [WSSGATE_REDIS]", "-domain value   [WSSGATE_DOMAIN]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("-h lacks %q", want)
+		}
+	}
+	err, out, _ = runOnce(t, p, "-version")
+	if err != nil || !strings.HasPrefix(out, "wssgate ") || !strings.Contains(out, "go1.") {
+		t.Errorf("-version: %v %q", err, out)
+	}
+}
+
+// TestEnvAndConfigFile: flags come from the command line, else the
+// environment, else the -config file.
+func TestEnvAndConfigFile(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "wssgate.conf")
+	os.WriteFile(file, []byte("# comment\nWSSGATE_RATE=7\nWSSGATE_BURST=\"9\"\nWSSGATE_MAX_CONNS=3\nWSSGATE_UPSTREAM=ws://file:1\n"), 0o600)
+	env := map[string]string{"WSSGATE_CONFIG": file, "WSSGATE_UPSTREAM": "ws://env:1, ws://env:2", "WSSGATE_MAX_CONNS": "4"}
+	p := &Program{Getenv: func(k string) string { return env[k] }}
+	c, _, err := p.parse([]string{"-max-conns", "5"}, p.getenv)
+	if err == nil {
+		err = c.validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rate != 7 || c.Burst != 9 || c.MaxConns != 5 || strings.Join(c.Upstreams, " ") != "ws://env:1 ws://env:2" {
+		t.Errorf("rate %v burst %v max-conns %v upstreams %v", c.Rate, c.Burst, c.MaxConns, c.Upstreams)
+	}
+	env["WSSGATE_RATE"] = "x"
+	if _, _, err := p.parse(nil, p.getenv); err == nil || !strings.Contains(err.Error(), `WSSGATE_RATE="x"`) {
+		t.Errorf("bad env value: %v", err)
+	}
+	delete(env, "WSSGATE_RATE")
+	os.WriteFile(file, []byte("WSSGATE_NOPE=1\n"), 0o600)
+	if _, _, err := p.parse(nil, p.getenv); err == nil || !strings.Contains(err.Error(), "wssgate.conf:1: unknown setting WSSGATE_NOPE") {
+		t.Errorf("bad file line: %v", err)
+	}
+}
+
+// TestBanner: the banner uses a name the certificate covers, gives the
+// Apps link, the curl line and the trust hint, logs the self-signed
+// certificate once, and says how to start a node when none answers.
+func TestBanner(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", dir,
+		"-hosts", "node.example.com", "-upstream", "ws://127.0.0.1:9")
+	logs := g.logs.String()
+	port := g.TLS[strings.LastIndexByte(g.TLS, ':')+1:]
+	for _, want := range []string{
+		"wss=wss://node.example.com:" + port,
+		"url=\"https://polkadot.js.org/apps/?rpc=wss%3A%2F%2Fnode.example.com%3A" + port + "\"",
+		"curl=\"curl --cacert " + dir + "/cert.pem",
+		"msg=\"trust the self-signed certificate\" sha256=",
+		"go run ./examples/testnode",
+		"--rpc-methods safe",
+		"ws://127.0.0.1:9: connection refused",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("banner lacks %q:\n%s", want, logs)
+		}
+	}
+	if n := strings.Count(logs, "self-signed certificate created"); n != 1 {
+		t.Errorf("self-signed certificate logged %d times:\n%s", n, logs)
+	}
+	if i, j := strings.Index(logs, "wssgate serving"), strings.Index(logs, "node unhealthy"); j >= 0 && j < i {
+		t.Errorf("node health logged before the gateway serves:\n%s", logs)
+	}
+
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	g2 := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "", "-upstream", node.URL())
+	if l := g2.logs.String(); strings.Contains(l, "no node answers") || !strings.Contains(l, "curl=\"curl -k ") || !strings.Contains(l, "wss=wss://127.0.0.1:") {
+		t.Errorf("with a node up:\n%s", l)
+	}
+}
