@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/wssgate/wssgate/certs"
+	"github.com/wssgate/wssgate/internal/cliusage"
 	"github.com/wssgate/wssgate/ratelimit"
 	"github.com/wssgate/wssgate/wssproxy"
 	"golang.org/x/time/rate"
@@ -31,15 +31,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "bootnode:", err)
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	stop()
+	cliusage.Exit("bootnode", err)
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("bootnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	cliusage.Set(fs, "Command bootnode serves wss:// in front of a node's libp2p WebSocket listener, so that browser light clients (smoldot) can reach a bootnode.",
+		"go run ./examples/bootnode -upstream ws://127.0.0.1:30333 -listen :30334")
 	listen := fs.String("listen", ":30334", "address to serve wss:// on")
 	upstream := fs.String("upstream", "ws://127.0.0.1:30333", "the node's libp2p ws:// listener")
 	hosts := fs.String("hosts", strings.Join(certs.DefaultSelfSignedHosts, ","), "names and IPs for the self-signed certificate")
@@ -69,7 +70,6 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		if err := s.Init(); err != nil {
 			return err
 		}
-		logger.Info("self-signed certificate", "sha256", s.Fingerprint())
 		src = s
 	}
 	opts := &wssproxy.Options{

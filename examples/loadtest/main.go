@@ -26,17 +26,16 @@ import (
 	"runtime/pprof"
 	"syscall"
 	"time"
+
+	"github.com/wssgate/wssgate/internal/cliusage"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "loadtest:", err)
-		}
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	cliusage.Exit("loadtest", err)
 }
 
 // config is what the flags set.
@@ -62,6 +61,8 @@ type config struct {
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	cliusage.Set(fs, "Command loadtest measures a WebSocket JSON-RPC endpoint (a node, wssgate or any proxy) with real calls, and serves the echo upstream the benchmarks need.",
+		"go run ./examples/loadtest -url wss://127.0.0.1:8443 -ca wssgate-cert/cert.pem -mode rtt -method system_health")
 	c := &config{}
 	fs.StringVar(&c.mode, "mode", "rtt", "rtt, pipe, fanout, handshake, idle or serve")
 	fs.StringVar(&c.url, "url", "", "endpoint to measure, ws:// or wss://")

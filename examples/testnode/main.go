@@ -18,22 +18,25 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wssgate/wssgate/internal/cliusage"
 	"github.com/wssgate/wssgate/internal/rpctest"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "testnode:", err)
-		os.Exit(1)
-	}
+	cliusage.Exit("testnode", run(os.Args[1:]))
 }
 
-func run() error {
-	listen := flag.String("listen", "127.0.0.1:9944", "address to serve JSON-RPC on")
-	interval := flag.Duration("block-interval", 6*time.Second, "time between blocks; 0 for none")
-	verbose := flag.Bool("v", false, "log every connection")
-	rpcMethods := flag.String("rpc-methods", "unsafe", "safe: refuse the unsafe methods as a node run with --rpc-methods safe; unsafe: answer them")
-	flag.Parse()
+func run(args []string) error {
+	fs := flag.NewFlagSet("testnode", flag.ContinueOnError)
+	cliusage.Set(fs, "Command testnode serves a fake Substrate node (JSON-RPC over WebSocket and HTTP, /health) for trying the wssgate examples without a real node.",
+		"go run ./examples/testnode -listen 127.0.0.1:9944 -block-interval 6s")
+	listen := fs.String("listen", "127.0.0.1:9944", "address to serve JSON-RPC on")
+	interval := fs.Duration("block-interval", 6*time.Second, "time between blocks; 0 for none")
+	verbose := fs.Bool("v", false, "log every connection")
+	rpcMethods := fs.String("rpc-methods", "unsafe", "safe: refuse the unsafe methods as a node run with --rpc-methods safe; unsafe: answer them")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	if *rpcMethods != "safe" && *rpcMethods != "unsafe" {
 		return fmt.Errorf("-rpc-methods %q: want safe or unsafe", *rpcMethods)
 	}
