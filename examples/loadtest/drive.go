@@ -29,12 +29,22 @@ type meter struct {
 	totalErrs    atomic.Int64
 	mu           sync.Mutex
 	errorSamples []string
+	errorKinds   map[string]int64
+	maxErrors    int64  // abort the run at this many errors; 0: never
+	abort        func() // stops the run
 }
 
+// fail counts an error by kind and keeps the first few messages.
 func (m *meter) fail(err error) {
-	m.totalErrs.Add(1)
+	if n := m.totalErrs.Add(1); m.maxErrors > 0 && n >= m.maxErrors && m.abort != nil {
+		m.abort()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.errorKinds == nil {
+		m.errorKinds = map[string]int64{}
+	}
+	m.errorKinds[errorKind(err)]++
 	if len(m.errorSamples) < maxErrorSamples {
 		m.errorSamples = append(m.errorSamples, err.Error())
 	}
@@ -82,7 +92,7 @@ type workFunc func(ctx context.Context, w *worker) error
 func drive(ctx context.Context, c *config, stderr io.Writer, work workFunc) (*Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m := &meter{}
+	m := &meter{maxErrors: c.maxErrors, abort: cancel}
 	workers := make([]*worker, c.conns)
 	var ready, wg sync.WaitGroup
 	ready.Add(c.conns)
@@ -158,6 +168,8 @@ func collect(c *config, m *meter, workers []*worker) *Result {
 	res.Latency = lat.summary()
 	res.Errors = m.totalErrs.Load()
 	res.ErrorSamples = m.errorSamples
+	res.ErrorKinds = m.errorKinds
+	res.Hint = hint(m.errorKinds)
 	if res.Msgs == 0 && res.Errors == 0 {
 		res.Errors = 1
 		res.ErrorSamples = []string{"no message was measured (is -warmup longer than the run?)"}

@@ -70,7 +70,8 @@ func runIdle(ctx context.Context, c *config, d *dialer, stderr io.Writer) (*Resu
 	if st.Dropped > 0 {
 		m.fail(fmt.Errorf("%d connections closed during the hold", st.Dropped))
 	}
-	res.Errors, res.ErrorSamples = m.totalErrs.Load(), m.errorSamples
+	res.Errors, res.ErrorSamples, res.ErrorKinds = m.totalErrs.Load(), m.errorSamples, m.errorKinds
+	res.Hint = hint(m.errorKinds)
 	return res, nil
 }
 

@@ -156,7 +156,7 @@ func TestModes(t *testing.T) {
 			url, ca := startServe(t, scheme == "wss")
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					args := append([]string{"-url", url}, tt.args...)
+					args := append([]string{"-url", url, "-method", "bench_echo"}, tt.args...)
 					if ca != "" {
 						args = append(args, "-ca", ca)
 					}

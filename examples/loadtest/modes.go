@@ -13,25 +13,72 @@ import (
 	"github.com/coder/websocket"
 )
 
-// runRTT: each connection sends a call and waits for its reply.
+// runRTT: each connection sends a call and waits for its reply. Error
+// replies are counted and the connection goes on; a broken connection is
+// counted and dialed again (a connection gives up after maxDialFailures
+// failed dials in a row).
 func runRTT(ctx context.Context, c *config, d *dialer, stderr io.Writer) (*Result, error) {
 	return drive(ctx, c, stderr, func(ctx context.Context, w *worker) error {
-		conn, _, err := d.dial(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.CloseNow()
-		w.ready()
-		req, buf := newRequest(c.size), make([]byte, 0, c.size+512)
-		for id := int64(1); ctx.Err() == nil && !w.done(); id++ {
-			t0 := time.Now()
-			if buf, err = roundTrip(ctx, conn, req, id, buf); err != nil {
-				return err
+		req, buf := newCall(c), make([]byte, 0, c.size+512)
+		var conn *websocket.Conn
+		defer func() {
+			if conn != nil {
+				conn.CloseNow()
 			}
-			w.record(time.Since(t0), len(buf))
+		}()
+		failures := 0
+		for id := int64(1); ctx.Err() == nil && !w.done(); id++ {
+			if conn == nil {
+				var err error
+				if conn, err = dialOrCount(ctx, d, w, &failures); err != nil {
+					return err
+				}
+				if conn == nil {
+					continue
+				}
+			}
+			t0 := time.Now()
+			var err error
+			buf, err = roundTrip(ctx, conn, req, id, buf)
+			var re *rpcError
+			switch {
+			case err == nil:
+				w.record(time.Since(t0), len(buf))
+			case ctx.Err() != nil:
+				return nil
+			case errors.As(err, &re):
+				w.m.fail(err)
+			default:
+				w.m.fail(err)
+				conn.CloseNow()
+				conn = nil
+			}
 		}
 		return nil
 	})
+}
+
+// dialOrCount dials for a worker. A failure is counted and returns a nil
+// conn after a pause; after maxDialFailures in a row it returns an error,
+// which ends the worker.
+func dialOrCount(ctx context.Context, d *dialer, w *worker, failures *int) (*websocket.Conn, error) {
+	conn, _, err := d.dial(ctx)
+	if err == nil {
+		*failures = 0
+		w.ready()
+		return conn, nil
+	}
+	if ctx.Err() != nil {
+		return nil, nil
+	}
+	if *failures++; *failures >= maxDialFailures {
+		w.ready()
+		return nil, fmt.Errorf("%w (giving up after %d failed dials in a row)", err, *failures)
+	}
+	w.m.fail(err)
+	w.ready() // the others need not wait for this one
+	pause(ctx, redialPause)
+	return nil, nil
 }
 
 // runPipe: each connection keeps -window calls in flight. Replies come back
@@ -49,7 +96,7 @@ func runPipe(ctx context.Context, c *config, d *dialer, stderr io.Writer) (*Resu
 		sent := make(chan time.Time, c.window)
 		var wg sync.WaitGroup
 		var werr error
-		wg.Go(func() { werr = pipeWrite(ctx, conn, c.size, sent) })
+		wg.Go(func() { werr = pipeWrite(ctx, conn, newCall(c), sent) })
 		rerr := pipeRead(ctx, conn, w, sent, c.size)
 		cancel()
 		wg.Wait()
@@ -63,8 +110,7 @@ func runPipe(ctx context.Context, c *config, d *dialer, stderr io.Writer) (*Resu
 	})
 }
 
-func pipeWrite(ctx context.Context, conn *websocket.Conn, size int, sent chan<- time.Time) error {
-	req := newRequest(size)
+func pipeWrite(ctx context.Context, conn *websocket.Conn, req *request, sent chan<- time.Time) error {
 	for id := int64(1); ; id++ {
 		select {
 		case sent <- time.Now():
@@ -88,10 +134,14 @@ func pipeRead(ctx context.Context, conn *websocket.Conn, w *worker, sent <-chan 
 			}
 			return fmt.Errorf("read: %w", err)
 		}
-		if err := checkReply(typ, buf, id); err != nil {
+		t0 := <-sent // the writer queues a time before each write
+		var re *rpcError
+		if err := checkReply(typ, buf, id); errors.As(err, &re) {
+			w.m.fail(err) // answered with an error: count it and go on
+			continue
+		} else if err != nil {
 			return err
 		}
-		t0 := <-sent // the writer queues a time before each write
 		w.record(time.Since(t0), len(buf))
 	}
 	return nil
@@ -144,15 +194,25 @@ func runHandshake(ctx context.Context, c *config, d *dialer, stderr io.Writer) (
 	var tlsDesc string
 	res, err := drive(ctx, c, stderr, func(ctx context.Context, w *worker) error {
 		w.ready()
-		req, buf := newRequest(c.size), make([]byte, 0, c.size+512)
+		req, buf := newCall(c), make([]byte, 0, c.size+512)
 		var myResumed int64
 		defer func() { mu.Lock(); resumed += myResumed; mu.Unlock() }()
+		failures := 0
 		for ctx.Err() == nil && !w.done() {
 			t0 := time.Now()
 			conn, resp, err := d.dial(ctx)
 			if err != nil {
-				return err
+				if ctx.Err() != nil {
+					return nil
+				}
+				if failures++; failures >= maxDialFailures {
+					return fmt.Errorf("%w (giving up after %d failed dials in a row)", err, failures)
+				}
+				w.m.fail(err)
+				pause(ctx, redialPause)
+				continue
 			}
+			failures = 0
 			lat := time.Since(t0)
 			didResume := resp.TLS != nil && resp.TLS.DidResume
 			if resp.TLS != nil && w.id == 0 {
@@ -163,7 +223,10 @@ func runHandshake(ctx context.Context, c *config, d *dialer, stderr io.Writer) (
 			buf, err = roundTrip(ctx, conn, req, 1, buf)
 			if err != nil {
 				conn.CloseNow()
-				return err
+				if ctx.Err() == nil {
+					w.m.fail(err)
+				}
+				continue
 			}
 			if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil && ctx.Err() == nil {
 				return fmt.Errorf("close: %w", err)

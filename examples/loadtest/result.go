@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -27,8 +28,11 @@ type Result struct {
 	Resumed      int64      `json:"resumed,omitempty"`
 	TLS          string     `json:"tls,omitempty"` // handshake: version, key exchange, cipher
 	Idle         *IdleStats `json:"idle,omitempty"`
-	Errors       int64      `json:"errors"`
-	ErrorSamples []string   `json:"error_samples,omitempty"`
+	Method       string           `json:"method,omitempty"`
+	Errors       int64            `json:"errors"`
+	ErrorKinds   map[string]int64 `json:"error_kinds,omitempty"` // by errorKind
+	ErrorSamples []string         `json:"error_samples,omitempty"`
+	Hint         string           `json:"hint,omitempty"`
 }
 
 // IdleStats is what idle mode measures. RSS figures are KiB summed over
@@ -46,7 +50,7 @@ type IdleStats struct {
 }
 
 func newResult(c *config) *Result {
-	r := &Result{Mode: c.mode, URL: c.url, Conns: c.conns, Size: c.size}
+	r := &Result{Mode: c.mode, URL: c.url, Conns: c.conns, Size: c.size, Method: c.method}
 	switch c.mode {
 	case "pipe":
 		r.Window = c.window
@@ -65,7 +69,10 @@ func (r *Result) print(w io.Writer, asJSON bool) error {
 	row("mode", "%s", r.Mode)
 	row("url", "%s", r.URL)
 	row("conns", "%d", r.Conns)
-	if r.Mode != "idle" {
+	if r.Mode != "idle" && r.Mode != "fanout" {
+		row("method", "%s", r.Method)
+	}
+	if r.Mode != "idle" && (r.Method == "bench_echo" || r.Mode == "fanout") {
 		row("size", "%d B", r.Size)
 	}
 	if r.Window > 0 {
@@ -80,8 +87,19 @@ func (r *Result) print(w io.Writer, asJSON bool) error {
 		r.rateRows(row)
 	}
 	row("errors", "%d", r.Errors)
+	kinds := make([]string, 0, len(r.ErrorKinds))
+	for k := range r.ErrorKinds {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		row("  "+k, "%d", r.ErrorKinds[k])
+	}
 	for _, e := range r.ErrorSamples {
 		row("", "%s", e)
+	}
+	if r.Hint != "" {
+		row("hint", "%s", r.Hint)
 	}
 	return tw.Flush()
 }

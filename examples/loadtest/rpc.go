@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,19 +60,34 @@ func newDialer(c *config) (*dialer, error) {
 	}, nil
 }
 
+// statusError is a refused WebSocket handshake.
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("dial: HTTP %d: %v", e.code, e.err) }
+func (e *statusError) Unwrap() error { return e.err }
+
 func (d *dialer) dial(ctx context.Context) (*websocket.Conn, *http.Response, error) {
 	conn, resp, err := websocket.Dial(ctx, d.url, d.opts)
 	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, resp, &statusError{resp.StatusCode, err}
+		}
 		return nil, resp, fmt.Errorf("dial: %w", err)
 	}
 	conn.SetReadLimit(d.readLimit)
 	return conn, resp, nil
 }
 
-// request builds bench_echo calls of a fixed size in one reused buffer.
+// request builds the calls of a run in one reused buffer: -method with
+// -params, or bench_echo padded to -size bytes (the benchmarks' call).
 type request struct {
-	buf  []byte
-	size int
+	buf    []byte
+	size   int
+	method string // "" or "bench_echo": the padded echo call
+	params string // JSON array for other methods
 }
 
 const (
@@ -84,12 +100,26 @@ func newRequest(size int) *request {
 	return &request{size: size}
 }
 
-// build returns the call with the given id, padded with 'x' to the
-// request's size (or longer, if the size is too small to hold the call).
-// The result is valid until the next call.
+// newCall returns the request of the flags.
+func newCall(c *config) *request {
+	return &request{size: c.size, method: c.method, params: c.params}
+}
+
+// build returns the call with the given id. A bench_echo call is padded
+// with 'x' to the request's size (or longer, if the size is too small to
+// hold the call). The result is valid until the next call.
 func (r *request) build(id int64) []byte {
 	b := append(r.buf[:0], reqPrefix...)
 	b = strconv.AppendInt(b, id, 10)
+	if r.method != "" && r.method != "bench_echo" {
+		b = append(b, `,"method":`...)
+		b = strconv.AppendQuote(b, r.method)
+		b = append(b, `,"params":`...)
+		b = append(b, r.params...)
+		b = append(b, '}')
+		r.buf = b
+		return b
+	}
 	b = append(b, reqMiddle...)
 	b = appendPad(b, r.size-len(b)-len(reqSuffix))
 	b = append(b, reqSuffix...)
@@ -130,13 +160,28 @@ func readMsg(ctx context.Context, c *websocket.Conn, buf []byte) (websocket.Mess
 	}
 }
 
-// checkReply verifies that msg is a successful reply to call id.
+// rpcError is a JSON-RPC error reply.
+type rpcError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *rpcError) Error() string { return fmt.Sprintf("JSON-RPC error %d: %s", e.Code, e.Message) }
+
+// checkReply verifies that msg is a successful reply to call id. An error
+// reply returns an *rpcError.
 func checkReply(typ websocket.MessageType, msg []byte, id int64) error {
 	if typ != websocket.MessageText {
 		return errors.New("reply is not a text message")
 	}
 	head := msg[:min(len(msg), headScan)]
-	if bytes.Contains(head, []byte(`"error"`)) {
+	if bytes.Contains(msg, []byte(`"error"`)) && !bytes.Contains(head, []byte(`"result"`)) {
+		var reply struct {
+			Error *rpcError `json:"error"`
+		}
+		if json.Unmarshal(msg, &reply) == nil && reply.Error != nil {
+			return reply.Error
+		}
 		return fmt.Errorf("error reply: %.200s", msg)
 	}
 	got, ok := field(head, `"id":`)

@@ -180,12 +180,12 @@ server_of() { [[ $1 == nginx-tuned ]] && echo nginx || echo "$1"; }
 scenario_args() {
 	local t="-duration ${DURATION}s -warmup ${WARMUP}s"
 	case $1 in
-	rtt1) echo "-mode rtt -conns 1 -size 100 $t" ;;
-	rtt32) echo "-mode rtt -conns 32 -size 100 $t" ;;
-	pipe100) echo "-mode pipe -conns 1 -window 64 -size 100 $t" ;;
-	pipe64k) echo "-mode pipe -conns 1 -window 64 -size 65536 $t" ;;
+	rtt1) echo "-method bench_echo -mode rtt -conns 1 -size 100 $t" ;;
+	rtt32) echo "-method bench_echo -mode rtt -conns 32 -size 100 $t" ;;
+	pipe100) echo "-method bench_echo -mode pipe -conns 1 -window 64 -size 100 $t" ;;
+	pipe64k) echo "-method bench_echo -mode pipe -conns 1 -window 64 -size 65536 $t" ;;
 	fanout100) echo "-mode fanout -conns 4 -size 100 $t" ;;
-	handshake) echo "-mode handshake -conns 4 -size 100 $t" ;;
+	handshake) echo "-method bench_echo -mode handshake -conns 4 -size 100 $t" ;;
 	idle*) echo "-mode idle -conns ${1#idle} -ramp 64 -hold ${IDLE_HOLD}s" ;;
 	esac
 }
