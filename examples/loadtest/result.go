@@ -12,22 +12,22 @@ import (
 // Result is what one run measured. Rates are over the measured window
 // (warm-up excluded); MB is 10^6 bytes of WebSocket payload received.
 type Result struct {
-	Mode         string     `json:"mode"`
-	URL          string     `json:"url"`
-	Conns        int        `json:"conns"`
-	Size         int        `json:"size"`
-	Window       int        `json:"window,omitempty"`
-	Rate         float64    `json:"rate,omitempty"`
-	Seconds      float64    `json:"seconds"`
-	Msgs         int64      `json:"msgs"`
-	MsgsPerSec   float64    `json:"msgs_per_s"`
-	Bytes        int64      `json:"bytes"`
-	MBPerSec     float64    `json:"mb_per_s"`
-	Latency      *Latency   `json:"latency_us,omitempty"`
-	ConnsPerSec  float64    `json:"conns_per_s,omitempty"`
-	Resumed      int64      `json:"resumed,omitempty"`
-	TLS          string     `json:"tls,omitempty"` // handshake: version, key exchange, cipher
-	Idle         *IdleStats `json:"idle,omitempty"`
+	Mode         string           `json:"mode"`
+	URL          string           `json:"url"`
+	Conns        int              `json:"conns"`
+	Size         int              `json:"size"`
+	Window       int              `json:"window,omitempty"`
+	Rate         float64          `json:"rate,omitempty"`
+	Seconds      float64          `json:"seconds"`
+	Msgs         int64            `json:"msgs"`
+	MsgsPerSec   float64          `json:"msgs_per_s"`
+	Bytes        int64            `json:"bytes"`
+	MBPerSec     float64          `json:"mb_per_s"`
+	Latency      *Latency         `json:"latency_us,omitempty"`
+	ConnsPerSec  float64          `json:"conns_per_s,omitempty"`
+	Resumed      int64            `json:"resumed,omitempty"`
+	TLS          string           `json:"tls,omitempty"` // handshake: version, key exchange, cipher
+	Idle         *IdleStats       `json:"idle,omitempty"`
 	Method       string           `json:"method,omitempty"`
 	Errors       int64            `json:"errors"`
 	ErrorKinds   map[string]int64 `json:"error_kinds,omitempty"` // by errorKind
