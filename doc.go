@@ -42,7 +42,8 @@
 //	log.Fatal(srv.ListenAndServeTLS("", ""))
 //
 // The examples directory has runnable programs: examples/basic (the
-// gateway with every flag), examples/acme (Let's Encrypt), examples/bootnode
+// operator binary: every flag, Let's Encrypt with -domain, a systemd unit),
+// examples/acme (the smallest embedding of certs.ACME), examples/bootnode
 // (a libp2p bootnode behind wss://), examples/testnode (a stand-in node)
 // and examples/loadtest (a load generator for any wss:// endpoint).
 package wssgate

@@ -22,7 +22,6 @@ type problemRecorder struct {
 	quiet *atomic.Bool
 	mu    *sync.Mutex
 	last  map[string]string // domain ("" when unknown) -> "problem: detail"
-	attrs []slog.Attr
 }
 
 func newProblemRecorder(next slog.Handler) *problemRecorder {

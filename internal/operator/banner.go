@@ -138,12 +138,14 @@ func probeNodes(upstreams []string) error {
 		})
 	}
 	wg.Wait()
-	for _, e := range errs {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
 		if e == nil {
 			return nil
 		}
+		msgs[i] = e.Error()
 	}
-	return errors.Join(errs...)
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // dialCause names why a TCP dial failed.

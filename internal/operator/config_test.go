@@ -16,13 +16,13 @@ import (
 
 // runOnce runs the program with args and returns its error, stdout and
 // logs. It is for runs that end at start.
-func runOnce(t *testing.T, p *Program, args ...string) (error, string, string) {
+func runOnce(t *testing.T, p *Program, args ...string) (out, logs string, err error) {
 	t.Helper()
-	var out, logs bytes.Buffer
+	var o, l bytes.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // a start that succeeds shuts down at once
-	err := p.Run(ctx, args, &out, &logs, nil)
-	return err, out.String(), logs.String()
+	err = p.Run(ctx, args, &o, &l, nil)
+	return o.String(), l.String(), err
 }
 
 // TestBadConfigAtStart: every bad value fails at start, in one log line
@@ -55,7 +55,7 @@ func TestBadConfigAtStart(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
 			args := append([]string{"-self-signed-dir", "", "-admin-listen", "", "-listen", "127.0.0.1:0"}, tc.args...)
-			err, _, logs := runOnce(t, &Program{}, args...)
+			_, logs, err := runOnce(t, &Program{}, args...)
 			if err == nil {
 				t.Fatalf("Run(%q) = nil, want an error", tc.args)
 			}
@@ -78,7 +78,7 @@ func TestBindErrorFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err, _, logs := runOnce(t, &Program{}, "-listen", ln.Addr().String(), "-upstream", "ws://127.0.0.1:9", "-self-signed-dir", "", "-admin-listen", "")
+	_, logs, err := runOnce(t, &Program{}, "-listen", ln.Addr().String(), "-upstream", "ws://127.0.0.1:9", "-self-signed-dir", "", "-admin-listen", "")
 	if err == nil || !strings.Contains(logs, "-listen "+ln.Addr().String()+": bind: address already in use") {
 		t.Fatalf("err %v, logs:\n%s", err, logs)
 	}
@@ -90,7 +90,7 @@ func TestBindErrorFirst(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	t.Parallel()
 	p := &Program{Flags: func(fs *flag.FlagSet) { fs.String("redis", "", "Redis address for shared limits") }}
-	err, out, logs := runOnce(t, p, "-h")
+	out, logs, err := runOnce(t, p, "-h")
 	if !errors.Is(err, flag.ErrHelp) || logs != "" {
 		t.Fatalf("-h: %v, logs %q", err, logs)
 	}
@@ -103,7 +103,7 @@ func TestHelpAndVersion(t *testing.T) {
 			t.Errorf("-h lacks %q", want)
 		}
 	}
-	err, out, _ = runOnce(t, p, "-version")
+	out, _, err = runOnce(t, p, "-version")
 	if err != nil || !strings.HasPrefix(out, "wssgate ") || !strings.Contains(out, "go1.") {
 		t.Errorf("-version: %v %q", err, out)
 	}

@@ -229,7 +229,7 @@ func TestLandingPage(t *testing.T) {
 	}
 	t.Cleanup(func() { node.Close() })
 	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
-		"-upstream", node.URL(), "-rate", "1", "-burst", "4")
+		"-upstream", node.URL(), "-rate", "1", "-burst", "4", "-drain", "1s")
 	origin := "https://" + g.TLS
 	s := nextShot(t, openPage(t, origin+"/", "IGNORE_CERT_ERRORS=1", "ACCEPT_HTML=1"))
 	wss := "wss://" + g.TLS
