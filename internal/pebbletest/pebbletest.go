@@ -172,7 +172,8 @@ type Env struct {
 
 // Options say where Pebble validates challenges.
 type Options struct {
-	HTTPPort, TLSPort int // HTTP-01 and TLS-ALPN-01 ports on 127.0.0.1
+	HTTPPort, TLSPort int   // HTTP-01 and TLS-ALPN-01 ports on 127.0.0.1
+	Validity          int64 // issued certificate lifetime in seconds; 0 = 90 days
 }
 
 // Start runs Pebble and pebble-challtestsrv until the test ends.
@@ -191,6 +192,10 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	env := &Env{DirRoots: x509.NewCertPool(), DirCAFile: filepath.Join(dir, "minica.pem")}
 	env.DirRoots.AppendCertsFromPEM(minica)
+	validity := o.Validity
+	if validity == 0 {
+		validity = 90 * 24 * 3600
+	}
 	dns := env.startChalltestsrv(t, b[1])
 	for attempt := 0; ; attempt++ {
 		listen := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
@@ -200,7 +205,7 @@ func Start(t testing.TB, o Options) *Env {
 			"certificate": filepath.Join(dir, "cert.pem"), "privateKey": filepath.Join(dir, "key.pem"),
 			"httpPort": o.HTTPPort, "tlsPort": o.TLSPort, "ocspResponderURL": "", "keyAlgorithm": "ecdsa",
 			"retryAfter": map[string]int{"authz": 1, "order": 1},
-			"profiles":   map[string]any{"default": map[string]any{"description": "test", "validityPeriod": 90 * 24 * 3600}},
+			"profiles":   map[string]any{"default": map[string]any{"description": "test", "validityPeriod": validity}},
 		}}
 		js, _ := json.Marshal(cfg)
 		name := filepath.Join(dir, fmt.Sprintf("pebble-%d.json", attempt))
