@@ -71,10 +71,9 @@ func run(args []string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- tlsSrv.ListenAndServeTLS("", "") }()
 	go func() { errc <- httpSrv.ListenAndServe() }()
-	slog.Info("listening; the certificate is ordered at the first handshake", "url", "wss://"+*domain, "upstream", *upstream)
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	slog.Info("listening; the certificate is ordered at the first handshake", "url", "wss://"+*domain, "upstream", *upstream)
 	select {
 	case err = <-errc:
 		err = fmt.Errorf("serving: %w", err)

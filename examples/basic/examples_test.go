@@ -106,3 +106,12 @@ func TestACMEExampleSIGHUP(t *testing.T) {
 		t.Fatal("acme did not stop on SIGTERM")
 	}
 }
+
+// TestACMEExampleNoDomain: leaving out -domain names the flag, not a
+// library field.
+func TestACMEExampleNoDomain(t *testing.T) {
+	out, err := exec.Command(filepath.Join(buildExamples(t), "acme")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "-domain is required") || strings.Contains(string(out), "ACME.Domains") {
+		t.Errorf("acme without -domain: %v\n%s", err, out)
+	}
+}

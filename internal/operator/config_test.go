@@ -3,15 +3,18 @@ package operator
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/wssgate/wssgate/internal/rpctest"
+	"github.com/wssgate/wssgate/ratelimit"
 )
 
 // runOnce runs the program with args and returns its error, stdout and
@@ -161,7 +164,7 @@ func TestBanner(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, logs)
 		}
 	}
-	if n := strings.Count(logs, "self-signed certificate created"); n != 1 {
+	if n := strings.Count(logs, "self-signed certificate created"); n != 1 || strings.Contains(logs, `msg="self-signed certificate"`) {
 		t.Errorf("self-signed certificate logged %d times:\n%s", n, logs)
 	}
 	if i, j := strings.Index(logs, "wssgate serving"), strings.Index(logs, "node unhealthy"); j >= 0 && j < i {
@@ -176,5 +179,53 @@ func TestBanner(t *testing.T) {
 	g2 := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "", "-upstream", node.URL())
 	if l := g2.logs.String(); strings.Contains(l, "no node answers") || !strings.Contains(l, "curl=\"curl -k ") || !strings.Contains(l, "wss=wss://127.0.0.1:") {
 		t.Errorf("with a node up:\n%s", l)
+	}
+}
+
+// TestHooks: a binary in another module adds a flag (with its environment
+// variable) and replaces the in-memory limiters from the parsed
+// configuration, keeping the rest of the operator.
+func TestHooks(t *testing.T) {
+	t.Parallel()
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	var shared string
+	var seen *Config
+	p := &Program{
+		Name:   "wssgate-redis",
+		Getenv: func(k string) string { return map[string]string{"WSSGATE_REDIS": "127.0.0.1:6379"}[k] },
+		Flags:  func(fs *flag.FlagSet) { fs.StringVar(&shared, "redis", "", "Redis address for shared limits") },
+		Limiters: func(c *Config) (*Limiters, error) {
+			seen = c
+			return &Limiters{Conn: &ratelimit.Conns{PerKey: 1}}, nil
+		},
+	}
+	g := startGateway(t, p, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "", "-upstream", node.URL())
+	if shared != "127.0.0.1:6379" || seen == nil || seen.Upstreams[0] != node.URL() {
+		t.Fatalf("hook saw redis %q, config %+v", shared, seen)
+	}
+	if !strings.Contains(g.logs.String(), `msg="wssgate-redis serving"`) {
+		t.Errorf("program name not in the banner:\n%s", g.logs)
+	}
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	if _, _, err := dialWSS(t, g.TLS, insecure); err != nil {
+		t.Fatal(err)
+	}
+	if _, res, err := dialWSS(t, g.TLS, insecure); err == nil || res.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("second connection under the hook's cap of 1: %v", err)
+	}
+}
+
+// TestBannerDNS: a node name that does not resolve is reported as DNS,
+// not as a refused connection.
+func TestBannerDNS(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
+		"-upstream", "ws://nosuchhost.invalid:9944")
+	if l := g.logs.String(); !strings.Contains(l, "ws://nosuchhost.invalid:9944: DNS: nosuchhost.invalid") || strings.Contains(l, "no node answers yet; start one and the gateway picks it up\" err=\"ws://nosuchhost.invalid:9944: connection refused") {
+		t.Errorf("banner does not name DNS as the cause:\n%s", l)
 	}
 }
