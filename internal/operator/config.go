@@ -14,38 +14,40 @@ import (
 // Config is what the flags, the environment and the -config file set. A
 // [Program.Limiters] hook reads it; the rest of the program treats it as
 // read-only once parsed.
+//
+// Each field holds the flag named in its comment; -h gives the defaults.
 type Config struct {
-	Listen, HTTPListen, AdminListen string
-	Upstreams                       []string // validated ws:// or wss:// URLs
+	Listen, HTTPListen, AdminListen string   // -listen, -http-listen, -admin-listen
+	Upstreams                       []string // -upstream, validated ws:// or wss:// URLs
 
-	CertFile, KeyFile string
-	Hosts             []string // self-signed certificate names
-	SelfSignedDir     string
+	CertFile, KeyFile string   // -cert, -key
+	Hosts             []string // -hosts: the self-signed certificate's names
+	SelfSignedDir     string   // -self-signed-dir
 
 	Domains       []string // -domain: ACME mode when not empty
-	Email         string
-	ACMEDirectory string
-	ACMECA        string
-	ACMECache     string
+	Email         string   // -email
+	ACMEDirectory string   // -acme-directory
+	ACMECA        string   // -acme-ca
+	ACMECache     string   // -acme-cache
 
-	Drain          time.Duration
-	Verbose        bool
-	HealthInterval time.Duration
-	MaxBlockLag    uint64
-	StallTimeout   time.Duration
-	MaxFinalityLag uint64
-	StrictHealth   bool
+	Drain          time.Duration // -drain
+	Verbose        bool          // -v
+	HealthInterval time.Duration // -health-interval
+	MaxBlockLag    uint64        // -max-block-lag
+	StallTimeout   time.Duration // -stall-timeout
+	MaxFinalityLag uint64        // -max-finality-lag
+	StrictHealth   bool          // -strict-health
 
-	Rate, MsgRate               float64
-	Burst, MsgBurst             int
-	MaxConnsPerClient, MaxConns int
-	MaxSubscriptions            int
-	TrustedProxies              string
-	AllowedOrigins              string
-	AllowAllMethods             bool
+	Rate, MsgRate               float64 // -rate, -msg-rate
+	Burst, MsgBurst             int     // -burst, -msg-burst
+	MaxConnsPerClient, MaxConns int     // -max-conns-per-client, -max-conns
+	MaxSubscriptions            int     // -max-subscriptions
+	TrustedProxies              string  // -trusted-proxies
+	AllowedOrigins              string  // -allowed-origins
+	AllowAllMethods             bool    // -unsafe-allow-all-methods
 
-	ConfigFile string
-	Version    bool
+	ConfigFile string // -config
+	Version    bool   // -version
 
 	// set holds the names of the flags given on the command line, in the
 	// environment or in the file, so that ACME mode can pick other
@@ -192,7 +194,7 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// reloadable reports the flags whose change a SIGHUP cannot apply.
+// needsRestart reports the flags whose change a SIGHUP cannot apply.
 func (c *Config) needsRestart(next *Config) []string {
 	var out []string
 	add := func(name string, changed bool) {

@@ -3,6 +3,7 @@ package operator
 import (
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/http/pprof"
@@ -62,10 +63,7 @@ func (s *server) landing(w http.ResponseWriter, r *http.Request) {
 	wss := "wss://" + r.Host
 	d := landingData{Name: s.prog.name(), WSS: wss, Apps: AppsURL(wss)}
 	for i, n := range s.nodes(s.metrics.Snapshot()) {
-		n.Upstream = "node " + string(rune('1'+i)) // internal addresses stay private
-		if i >= 9 {
-			n.Upstream = "node"
-		}
+		n.Upstream = fmt.Sprintf("node %d", i+1) // internal addresses stay private
 		n.Conns, n.Reason, n.DialMs, n.DialErrors = 0, "", 0, 0
 		d.Nodes = append(d.Nodes, n)
 	}
