@@ -2,6 +2,7 @@ package operator
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/wssgate/wssgate/certs"
 	"github.com/wssgate/wssgate/internal/rpctest"
 )
 
@@ -81,4 +83,61 @@ func TestReloadKeepsConnections(t *testing.T) {
 		t.Fatalf("after a failed reload: %v", err)
 	}
 	call(t, c3, `{"id":3,"jsonrpc":"2.0","method":"system_health","params":[]}`)
+}
+
+// TestReloadCertificate: SIGHUP re-reads -cert/-key; new handshakes get
+// the new pair, the open connection stays.
+func TestReloadCertificate(t *testing.T) {
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	dir := t.TempDir()
+	var fps [2]string
+	for i, host := range []string{"a.example", "b.example"} {
+		s := &certs.SelfSigned{Hosts: []string{host}, Dir: filepath.Join(dir, host), Logger: slog.New(slog.DiscardHandler)}
+		if err := s.Init(); err != nil {
+			t.Fatal(err)
+		}
+		fps[i] = s.Fingerprint()
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	install := func(host string) {
+		for _, f := range []string{"cert.pem", "key.pem"} {
+			b, err := os.ReadFile(filepath.Join(dir, host, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	served := func(addr string) string {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return certs.Fingerprint(c.ConnectionState().PeerCertificates[0].Raw)
+	}
+	install("a.example")
+	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-cert", certFile, "-key", keyFile, "-upstream", node.URL())
+	if got := served(g.TLS); got != fps[0] {
+		t.Fatalf("serving %s, want the first pair", got)
+	}
+	c, _, err := dialWSS(t, g.TLS, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	install("b.example")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	g.logs.waitFor(t, "msg=reloaded", 1)
+	if got := served(g.TLS); got != fps[1] {
+		t.Errorf("after SIGHUP serving %s, want the new pair %s", got, fps[1])
+	}
+	if r := call(t, c, `{"id":1,"jsonrpc":"2.0","method":"system_health","params":[]}`); !strings.Contains(r, `"peers"`) {
+		t.Errorf("open connection after the certificate reload: %s", r)
+	}
 }
