@@ -28,18 +28,23 @@ type Limiters struct {
 	ClientMessage ratelimit.Limiter
 }
 
-// gateway is the public handler. SIGHUP builds a new wssproxy.Proxy from
-// the new configuration and swaps it in for new requests; the previous
-// one keeps its open connections and is closed once they are all gone,
-// so a reload drops nothing.
+// gateway is the public handler. On SIGHUP, new limits are swapped in
+// behind the proxy's limiter fields; a change that needs a new
+// wssproxy.Proxy (the upstream list, the policy, message limits) builds
+// one and swaps it in for new requests, while the previous one keeps its
+// open connections and is closed once they are all gone. A reload drops
+// nothing.
 type gateway struct {
 	prog    *Program
 	logger  *slog.Logger
 	metrics *metrics.Counters
 
-	cur      atomic.Pointer[generation]
-	stop     chan struct{} // closed on shutdown: retirers stop waiting
-	stopOnce sync.Once
+	cur       atomic.Pointer[generation]
+	request   swapLimiter // the proxies' limiters, swapped on reload
+	conn      swapConnLimiter
+	clientMsg swapLimiter
+	stop      chan struct{} // closed on shutdown: retirers stop waiting
+	stopOnce  sync.Once
 
 	mu         sync.Mutex
 	all        map[*wssproxy.Proxy]bool // current and retiring
@@ -50,12 +55,11 @@ type gateway struct {
 	connsCfg   [2]int
 }
 
-// generation is one configuration's proxy.
+// generation is one configuration and the proxy serving it.
 type generation struct {
-	proxy   *wssproxy.Proxy
-	cfg     *Config
-	limiter ratelimit.Limiter // request limiter, also for the landing page
-	key     ratelimit.KeyFunc
+	proxy *wssproxy.Proxy
+	cfg   *Config
+	key   ratelimit.KeyFunc
 }
 
 func newGateway(p *Program, logger *slog.Logger, counters *metrics.Counters) *gateway {
@@ -68,12 +72,23 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.current().proxy.ServeHTTP(w, r)
 }
 
-// apply builds a proxy for c and makes it the current one.
+// apply makes c the running configuration: its limiters, and a new
+// proxy unless c configures the proxy as the current one does.
 func (g *gateway) apply(c *Config) error {
+	lim, err := g.limiters(c)
+	if err != nil {
+		return err
+	}
+	if cur := g.current(); cur != nil && sameProxy(cur.cfg, c) {
+		g.setLimiters(lim)
+		g.cur.Store(&generation{proxy: cur.proxy, cfg: c, key: cur.key})
+		return nil
+	}
 	gen, err := g.build(c)
 	if err != nil {
 		return err
 	}
+	g.setLimiters(lim)
 	g.mu.Lock()
 	g.all[gen.proxy] = true
 	g.mu.Unlock()
@@ -108,16 +123,18 @@ func (g *gateway) build(c *Config) (*generation, error) {
 	if c.MsgRate > 0 {
 		opts.MessageRate, opts.MessageBurst = rate.Limit(c.MsgRate), c.MsgBurst
 	}
-	lim, err := g.limiters(c)
-	if err != nil {
-		return nil, err
-	}
-	opts.RequestLimit, opts.ConnLimit, opts.ClientMessageLimit = lim.Request, lim.Conn, lim.ClientMessage
+	opts.RequestLimit, opts.ConnLimit, opts.ClientMessageLimit = &g.request, &g.conn, &g.clientMsg
 	proxy, err := wssproxy.NewPool(c.Upstreams, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &generation{proxy: proxy, cfg: c, limiter: lim.Request, key: opts.Key}, nil
+	return &generation{proxy: proxy, cfg: c, key: opts.Key}, nil
+}
+
+func (g *gateway) setLimiters(l *Limiters) {
+	g.request.set(l.Request)
+	g.conn.set(l.Conn)
+	g.clientMsg.set(l.ClientMessage)
 }
 
 // limiters returns the in-memory limiters for c, reusing the previous

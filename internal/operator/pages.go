@@ -31,12 +31,7 @@ func (s *server) publicHandler() http.Handler {
 	landing := http.HandlerFunc(s.landing)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isBrowserPage(r) {
-			gen := s.gw.current()
-			var h http.Handler = landing
-			if gen.limiter != nil {
-				h = ratelimit.Handler(landing, gen.key, gen.limiter)
-			}
-			h.ServeHTTP(w, r)
+			ratelimit.Handler(landing, s.gw.current().key, &s.gw.request).ServeHTTP(w, r)
 			return
 		}
 		s.gw.ServeHTTP(w, r)

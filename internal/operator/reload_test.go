@@ -13,6 +13,7 @@ import (
 
 	"github.com/wssgate/wssgate/certs"
 	"github.com/wssgate/wssgate/internal/rpctest"
+	"github.com/wssgate/wssgate/metrics"
 )
 
 // TestReloadKeepsConnections: SIGHUP re-reads the -config file and applies
@@ -139,5 +140,50 @@ func TestReloadCertificate(t *testing.T) {
 	}
 	if r := call(t, c, `{"id":1,"jsonrpc":"2.0","method":"system_health","params":[]}`); !strings.Contains(r, `"peers"`) {
 		t.Errorf("open connection after the certificate reload: %s", r)
+	}
+}
+
+// TestApplyKeepsProxy: a reload that changes only limits keeps the proxy
+// (its per-node counts stay exact) and swaps the limiters behind it; a new
+// upstream list gets a new proxy.
+func TestApplyKeepsProxy(t *testing.T) {
+	t.Parallel()
+	parse := func(args ...string) *Config {
+		p := &Program{Getenv: func(string) string { return "" }}
+		c, _, err := p.parse(append(args, "-health-interval", "-1s"), p.getenv)
+		if err == nil {
+			err = c.validate()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	g := newGateway(&Program{}, slog.New(slog.DiscardHandler), metrics.NewCounters())
+	defer g.Close()
+	if err := g.apply(parse("-rate", "1", "-burst", "1")); err != nil {
+		t.Fatal(err)
+	}
+	first := g.current().proxy
+	if ok, _ := g.request.Allow("k"); !ok {
+		t.Fatal("first request refused")
+	}
+	if ok, _ := g.request.Allow("k"); ok {
+		t.Fatal("second request allowed at burst 1")
+	}
+	if err := g.apply(parse("-rate", "0")); err != nil {
+		t.Fatal(err)
+	}
+	if g.current().proxy != first {
+		t.Error("a limits-only reload built a new proxy")
+	}
+	if ok, _ := g.request.Allow("k"); !ok {
+		t.Error("-rate 0 after the reload still limits")
+	}
+	if err := g.apply(parse("-upstream", "ws://127.0.0.1:1")); err != nil {
+		t.Fatal(err)
+	}
+	if g.current().proxy == first {
+		t.Error("a new upstream list kept the old proxy")
 	}
 }
