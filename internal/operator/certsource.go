@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wssgate/wssgate/certs"
+	"golang.org/x/crypto/acme/autocert"
 )
 
 // certSet is the gateway's certificate source, built from the flags: a
@@ -30,7 +31,7 @@ type certSet struct {
 
 // newCertSet builds the source. A bad -cert or -key fails here with one
 // line naming the flag.
-func newCertSet(c *Config, logger *slog.Logger) (*certSet, error) {
+func newCertSet(c *Config, logger *slog.Logger, cacheHook func(*Config) (autocert.Cache, error)) (*certSet, error) {
 	s := &certSet{domains: c.Domains}
 	if c.CertFile != "" {
 		// Check the pair first, so a bad one is one error line rather than
@@ -46,7 +47,7 @@ func newCertSet(c *Config, logger *slog.Logger) (*certSet, error) {
 		return s, nil
 	}
 	if len(c.Domains) > 0 { // first: its errors are about flags, not files
-		a, rec, err := newACME(c, logger)
+		a, rec, err := newACME(c, logger, cacheHook)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +81,7 @@ func unwrapPath(err error) error {
 }
 
 // newACME maps the ACME flags to certs.ACME, naming flags in errors.
-func newACME(c *Config, logger *slog.Logger) (*certs.ACME, *problemRecorder, error) {
+func newACME(c *Config, logger *slog.Logger, cacheHook func(*Config) (autocert.Cache, error)) (*certs.ACME, *problemRecorder, error) {
 	rec := newProblemRecorder(logger.Handler())
 	a := &certs.ACME{
 		Domains:      c.Domains,
@@ -89,6 +90,13 @@ func newACME(c *Config, logger *slog.Logger) (*certs.ACME, *problemRecorder, err
 		DirectoryURL: c.ACMEDirectory,
 		HTTPSPort:    portOf(c.Listen),
 		Logger:       slog.New(rec),
+	}
+	if cacheHook != nil {
+		cache, err := cacheHook(c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ACME cache: %w", err)
+		}
+		a.Cache = cache
 	}
 	if c.ACMECA != "" {
 		pem, err := os.ReadFile(c.ACMECA)

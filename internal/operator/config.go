@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ type Config struct {
 
 	ConfigFile string // -config
 	Version    bool   // -version
+
+	// Logger is the program's logger, for hooks that log (set after
+	// parsing; nil in a Config that was not run).
+	Logger *slog.Logger
 
 	// set holds the names of the flags given on the command line, in the
 	// environment or in the file, so that ACME mode can pick other

@@ -19,6 +19,7 @@ import (
 	"github.com/wssgate/wssgate/certs"
 	"github.com/wssgate/wssgate/metrics"
 	"github.com/wssgate/wssgate/wssproxy"
+	"golang.org/x/crypto/acme/autocert"
 )
 
 // Program is one operator binary. The zero value is examples/basic; the
@@ -38,6 +39,10 @@ type Program struct {
 	// start and on each SIGHUP); its non-nil fields replace the in-memory
 	// limiters of the flags. An error stops the start, or the reload.
 	Limiters func(c *Config) (*Limiters, error)
+	// ACMECache, if set, returns the cache for the ACME account and
+	// certificates (once, at start, with -domain), in place of the
+	// -acme-cache directory: for example one shared by replicas.
+	ACMECache func(c *Config) (autocert.Cache, error)
 	// Getenv reads the environment. If nil, os.Getenv.
 	Getenv func(string) string
 }
@@ -115,6 +120,7 @@ func (p *Program) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	if c.Verbose {
 		level.Set(slog.LevelDebug)
 	}
+	c.Logger = logger
 	// SIGHUP is caught from here on, so it never kills a starting gateway.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -199,7 +205,7 @@ func (s *server) start(ctx context.Context) error {
 		}
 		s.addrs.Admin = adminLn.Addr().String()
 	}
-	if s.certs, err = newCertSet(c, s.logger); err != nil {
+	if s.certs, err = newCertSet(c, s.logger, s.prog.ACMECache); err != nil {
 		return err
 	}
 	s.metrics = metrics.NewCounters()
@@ -340,6 +346,7 @@ func (s *server) reload() {
 		s.logger.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
+	c.Logger = s.logger
 	if fixed := s.cfg.needsRestart(c); len(fixed) > 0 {
 		s.logger.Warn("reload: these settings changed but take a restart", "flags", fixed)
 	}
