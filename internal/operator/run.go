@@ -165,7 +165,7 @@ func Version() string {
 // server is one running gateway.
 type server struct {
 	prog   *Program
-	cfg    *Config
+	cfg    *Config // as started: the listeners and certificates; reloads go to gw
 	args   []string
 	logger *slog.Logger
 
@@ -317,8 +317,9 @@ func (s *server) serve(ctx context.Context, hup <-chan os.Signal) error {
 }
 
 func (s *server) shutdown() error {
-	s.logger.Info("shutting down", "drain", s.cfg.Drain, "connections", s.gw.Conns())
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Drain)
+	drain := s.gw.current().cfg.Drain // -drain is reloadable
+	s.logger.Info("shutting down", "drain", drain, "connections", s.gw.Conns())
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	var errs []error
 	for _, srv := range s.servers {
@@ -347,7 +348,7 @@ func (s *server) reload() {
 		return
 	}
 	c.Logger = s.logger
-	if fixed := s.cfg.needsRestart(c); len(fixed) > 0 {
+	if fixed := s.cfg.needsRestart(c); len(fixed) > 0 { // against the start: they never applied
 		s.logger.Warn("reload: these settings changed but take a restart", "flags", fixed)
 	}
 	if err := s.certs.reload(); err != nil {
@@ -357,7 +358,6 @@ func (s *server) reload() {
 		s.logger.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
-	s.cfg = c
 	s.logger.Info("reloaded", "upstream", c.Upstreams, "rate", c.Rate, "burst", c.Burst,
 		"max_conns_per_client", c.MaxConnsPerClient, "max_conns", c.MaxConns, "msg_rate", c.MsgRate,
 		"connections_kept", s.gw.Conns())
