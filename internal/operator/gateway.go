@@ -103,7 +103,8 @@ func (g *gateway) apply(c *Config) error {
 func (g *gateway) build(c *Config) (*generation, error) {
 	opts := &wssproxy.Options{Logger: g.logger, Metrics: g.metrics.Hooks(), MaxSubscriptions: c.MaxSubscriptions,
 		HealthInterval: c.HealthInterval, MaxBlockLag: c.MaxBlockLag,
-		StallTimeout: c.StallTimeout, MaxFinalityLag: c.MaxFinalityLag, StrictHealth: c.StrictHealth}
+		StallTimeout: c.StallTimeout, MaxFinalityLag: c.MaxFinalityLag, StrictHealth: c.StrictHealth,
+		MaxConnsPerNode: c.MaxConnsPerNode}
 	if c.TrustedProxies != "" {
 		trusted, err := ratelimit.ParseTrusted(c.TrustedProxies)
 		if err != nil {

@@ -45,10 +45,14 @@ var (
 
 // sameProxy reports whether a and b configure the proxy alike, so that a
 // reload between them only swaps limiters and keeps the proxy (and its
-// exact per-node connection counts).
+// exact per-node connection counts). A reload that builds a new proxy
+// counts -max-conns-per-node afresh: connections the old proxy still
+// holds are not counted against the new one's cap until they close.
 func sameProxy(a, b *Config) bool {
 	return slices.Equal(a.Upstreams, b.Upstreams) && a.TrustedProxies == b.TrustedProxies &&
 		a.AllowedOrigins == b.AllowedOrigins && a.AllowAllMethods == b.AllowAllMethods &&
 		a.MsgRate == b.MsgRate && a.MsgBurst == b.MsgBurst && a.MaxSubscriptions == b.MaxSubscriptions &&
-		a.HealthInterval == b.HealthInterval && a.MaxBlockLag == b.MaxBlockLag
+		a.HealthInterval == b.HealthInterval && a.MaxBlockLag == b.MaxBlockLag &&
+		a.StallTimeout == b.StallTimeout && a.MaxFinalityLag == b.MaxFinalityLag && a.StrictHealth == b.StrictHealth &&
+		a.MaxConnsPerNode == b.MaxConnsPerNode
 }

@@ -59,7 +59,7 @@ func (s *server) landing(w http.ResponseWriter, r *http.Request) {
 	d := landingData{Name: s.prog.name(), WSS: wss, Apps: AppsURL(wss)}
 	for i, n := range s.nodes(s.metrics.Snapshot()) {
 		n.Upstream = fmt.Sprintf("node %d", i+1) // internal addresses stay private
-		n.Conns, n.Reason, n.DialMs, n.DialErrors = 0, "", 0, 0
+		n.Conns, n.Reason, n.DialMs, n.DialErrors, n.State = 0, "", 0, 0, ""
 		d.Nodes = append(d.Nodes, n)
 	}
 	if r.TLS != nil {
@@ -77,30 +77,28 @@ func (s *server) landing(w http.ResponseWriter, r *http.Request) {
 
 // nodeInfo is one node on the pages.
 type nodeInfo struct {
-	Upstream   string  `json:"upstream"`
-	Healthy    bool    `json:"healthy"`
-	BestBlock  uint64  `json:"bestBlock"`
-	Lag        uint64  `json:"lag"`
-	Conns      int64   `json:"conns"`
-	Reason     string  `json:"reason,omitempty"`
-	DialMs     float64 `json:"dialMs"` // mean dial latency
-	DialErrors int64   `json:"dialErrors"`
+	Upstream       string  `json:"upstream"`
+	Healthy        bool    `json:"healthy"`
+	State          string  `json:"state"` // wssproxy.State*
+	BestBlock      uint64  `json:"bestBlock"`
+	FinalizedBlock uint64  `json:"finalizedBlock"`
+	Lag            uint64  `json:"lag"`
+	Conns          int64   `json:"conns"`
+	Reason         string  `json:"reason,omitempty"`
+	DialMs         float64 `json:"dialMs"` // mean dial latency
+	DialErrors     int64   `json:"dialErrors"`
 }
 
 func (s *server) nodes(snap metrics.Snapshot) []nodeInfo {
 	ns := s.gw.current().proxy.Nodes()
-	var top uint64
-	for _, n := range ns {
-		top = max(top, n.BestBlock)
-	}
 	out := make([]nodeInfo, len(ns))
 	for i, n := range ns {
 		host := n.Upstream
 		if _, h, ok := strings.Cut(host, "://"); ok {
 			host = strings.TrimRight(h, "/")
 		}
-		ni := nodeInfo{Upstream: n.Upstream, Healthy: n.Healthy, BestBlock: n.BestBlock, Lag: top - n.BestBlock,
-			Conns: n.Conns, Reason: n.Reason, DialErrors: snap.NodeDialErrors[host]}
+		ni := nodeInfo{Upstream: n.Upstream, Healthy: n.Healthy, State: n.State, BestBlock: n.BestBlock,
+			FinalizedBlock: n.FinalizedBlock, Lag: n.Lag, Conns: n.Conns, Reason: n.Reason, DialErrors: snap.NodeDialErrors[host]}
 		if h, ok := snap.NodeDial[host]; ok && h.Count > 0 {
 			ni.DialMs = h.Sum / float64(h.Count) * 1000
 		}

@@ -200,10 +200,12 @@ func TestDashboard(t *testing.T) {
 	}
 	_, ready := get(t, nil, admin+"/ready")
 	var rd struct {
-		Nodes []struct{ BestBlock uint64 } `json:"nodes"`
+		Nodes []struct{ BestBlock, FinalizedBlock, Lag uint64 } `json:"nodes"`
 	}
 	json.Unmarshal([]byte(ready), &rd)
-	if len(rd.Nodes) != 1 || second.Tables["nodes"][1][2] != fmt.Sprint(rd.Nodes[0].BestBlock) || second.Tables["nodes"][1][4] != "2" {
+	row := second.Tables["nodes"][1]
+	if len(rd.Nodes) != 1 || row[2] != fmt.Sprint(rd.Nodes[0].BestBlock) || row[3] != fmt.Sprint(rd.Nodes[0].FinalizedBlock) ||
+		row[4] != fmt.Sprint(rd.Nodes[0].Lag) || row[5] != "2" {
 		t.Errorf("nodes table %q, /ready %s", second.Tables["nodes"], ready)
 	}
 	sameOrigin(t, second, admin+"/")

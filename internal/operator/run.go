@@ -359,6 +359,6 @@ func (s *server) reload() {
 		return
 	}
 	s.logger.Info("reloaded", "upstream", c.Upstreams, "rate", c.Rate, "burst", c.Burst,
-		"max_conns_per_client", c.MaxConnsPerClient, "max_conns", c.MaxConns, "msg_rate", c.MsgRate,
+		"max_conns_per_client", c.MaxConnsPerClient, "max_conns", c.MaxConns, "max_conns_per_node", c.MaxConnsPerNode, "msg_rate", c.MsgRate,
 		"connections_kept", s.gw.Conns())
 }
