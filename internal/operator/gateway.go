@@ -57,9 +57,10 @@ type gateway struct {
 
 // generation is one configuration and the proxy serving it.
 type generation struct {
-	proxy *wssproxy.Proxy
-	cfg   *Config
-	key   ratelimit.KeyFunc
+	proxy     *wssproxy.Proxy
+	cfg       *Config
+	key       ratelimit.KeyFunc
+	clientMsg bool // the proxy reads messages for a per-client call limit
 }
 
 func newGateway(p *Program, logger *slog.Logger, counters *metrics.Counters) *gateway {
@@ -79,12 +80,12 @@ func (g *gateway) apply(c *Config) error {
 	if err != nil {
 		return err
 	}
-	if cur := g.current(); cur != nil && sameProxy(cur.cfg, c) {
+	if cur := g.current(); cur != nil && sameProxy(cur.cfg, c) && cur.clientMsg == (lim.ClientMessage != nil) {
 		g.setLimiters(lim)
-		g.cur.Store(&generation{proxy: cur.proxy, cfg: c, key: cur.key})
+		g.cur.Store(&generation{proxy: cur.proxy, cfg: c, key: cur.key, clientMsg: cur.clientMsg})
 		return nil
 	}
-	gen, err := g.build(c)
+	gen, err := g.build(c, lim.ClientMessage != nil)
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func (g *gateway) apply(c *Config) error {
 }
 
 // build maps the configuration to a new proxy.
-func (g *gateway) build(c *Config) (*generation, error) {
+func (g *gateway) build(c *Config, clientMsg bool) (*generation, error) {
 	opts := &wssproxy.Options{Logger: g.logger, Metrics: g.metrics.Hooks(), MaxSubscriptions: c.MaxSubscriptions,
 		HealthInterval: c.HealthInterval, MaxBlockLag: c.MaxBlockLag,
 		StallTimeout: c.StallTimeout, MaxFinalityLag: c.MaxFinalityLag, StrictHealth: c.StrictHealth,
@@ -124,12 +125,15 @@ func (g *gateway) build(c *Config) (*generation, error) {
 	if c.MsgRate > 0 {
 		opts.MessageRate, opts.MessageBurst = rate.Limit(c.MsgRate), c.MsgBurst
 	}
-	opts.RequestLimit, opts.ConnLimit, opts.ClientMessageLimit = &g.request, &g.conn, &g.clientMsg
+	opts.RequestLimit, opts.ConnLimit = &g.request, &g.conn
+	if clientMsg { // only then: without message limits a proxy reads no messages
+		opts.ClientMessageLimit = &g.clientMsg
+	}
 	proxy, err := wssproxy.NewPool(c.Upstreams, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &generation{proxy: proxy, cfg: c, key: opts.Key}, nil
+	return &generation{proxy: proxy, cfg: c, key: opts.Key, clientMsg: clientMsg}, nil
 }
 
 func (g *gateway) setLimiters(l *Limiters) {
