@@ -47,6 +47,7 @@ type Config struct {
 	TrustedProxies              string  // -trusted-proxies
 	AllowedOrigins              string  // -allowed-origins
 	AllowAllMethods             bool    // -unsafe-allow-all-methods
+	AllowStorageScans           bool    // -allow-storage-scans
 
 	ConfigFile string // -config
 	Version    bool   // -version
@@ -142,6 +143,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For is believed")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed (empty: any)")
 	fs.BoolVar(&c.AllowAllMethods, "unsafe-allow-all-methods", false, "turn the JSON-RPC method policy off: the node's unsafe methods (author_insertKey, ...) become reachable")
+	fs.BoolVar(&c.AllowStorageScans, "allow-storage-scans", false, "let clients call state_getStorageSize(At), which on a key prefix makes the node scan the state with no timeout")
 
 	fs.StringVar(&c.ConfigFile, "config", "", "file of NAME=value lines (WSSGATE_LISTEN=:443, ...), re-read on SIGHUP")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -254,5 +255,35 @@ func TestMaxConnsPerNode(t *testing.T) {
 	}
 	if node.Conns() != before {
 		t.Errorf("the node was dialed for a refused connection: %d -> %d", before, node.Conns())
+	}
+}
+
+// TestAllowStorageScans: state_getStorageSize is refused by the default
+// policy, naming the flag that allows it, and reaches the node with it.
+func TestAllowStorageScans(t *testing.T) {
+	t.Parallel()
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	const req = `{"jsonrpc":"2.0","id":1,"method":"state_getStorageSize","params":["0x"]}`
+	for _, allow := range []bool{false, true} {
+		args := []string{"-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "", "-upstream", node.URL()}
+		if allow {
+			args = append(args, "-allow-storage-scans")
+		}
+		g := startGateway(t, &Program{}, args...)
+		c, _, err := dialWSS(t, g.TLS, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply := call(t, c, req)
+		if refused := strings.Contains(reply, "-allow-storage-scans"); refused == allow {
+			t.Errorf("-allow-storage-scans=%v: %s", allow, reply)
+		}
+	}
+	if seen := node.Seen(); !slices.Contains(seen, "state_getStorageSize") {
+		t.Errorf("node saw %v; want state_getStorageSize once allowed", seen)
 	}
 }

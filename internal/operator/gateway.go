@@ -118,6 +118,9 @@ func (g *gateway) build(c *Config, clientMsg bool) (*generation, error) {
 	if c.AllowedOrigins != "" {
 		opts.AllowedOrigins = strings.Split(c.AllowedOrigins, ",")
 	}
+	if c.AllowStorageScans {
+		opts.Policy = &wssproxy.Policy{AllowStorageScans: true}
+	}
 	if c.AllowAllMethods {
 		opts.Policy = wssproxy.AllowAll()
 		g.logger.Warn("JSON-RPC method policy is off: the node's unsafe methods are reachable; start the node with --rpc-methods safe")

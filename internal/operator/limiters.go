@@ -50,7 +50,7 @@ var (
 // holds are not counted against the new one's cap until they close.
 func sameProxy(a, b *Config) bool {
 	return slices.Equal(a.Upstreams, b.Upstreams) && a.TrustedProxies == b.TrustedProxies &&
-		a.AllowedOrigins == b.AllowedOrigins && a.AllowAllMethods == b.AllowAllMethods &&
+		a.AllowedOrigins == b.AllowedOrigins && a.AllowAllMethods == b.AllowAllMethods && a.AllowStorageScans == b.AllowStorageScans &&
 		a.MsgRate == b.MsgRate && a.MsgBurst == b.MsgBurst && a.MaxSubscriptions == b.MaxSubscriptions &&
 		a.HealthInterval == b.HealthInterval && a.MaxBlockLag == b.MaxBlockLag &&
 		a.StallTimeout == b.StallTimeout && a.MaxFinalityLag == b.MaxFinalityLag && a.StrictHealth == b.StrictHealth &&
