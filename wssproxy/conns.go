@@ -71,6 +71,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for _, pc := range conns {
 		drains.Go(pc.drain) // a no-op for one an earlier Shutdown drains
 	}
+	if p.hub != nil {
+		p.hub.drainClients()
+	}
 	done := make(chan struct{})
 	go func() {
 		p.done.Wait()
@@ -82,9 +85,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		p.closeAll()
 		<-done
 		p.healthDone.Wait()
+		p.closeHub()
 		return ctx.Err()
 	}
 	p.healthDone.Wait()
+	p.closeHub()
 	if !first {
 		return net.ErrClosed
 	}
@@ -99,6 +104,7 @@ func (p *Proxy) Close() error {
 	p.closeAll()
 	p.done.Wait()
 	p.healthDone.Wait()
+	p.closeHub()
 	if !first {
 		return net.ErrClosed
 	}
@@ -115,13 +121,27 @@ func (p *Proxy) closeAll() {
 	for _, pc := range conns {
 		pc.kill()
 	}
+	if p.hub != nil {
+		p.hub.killClients()
+	}
+}
+
+// closeHub ends shared mode's node connections, once the clients are gone.
+func (p *Proxy) closeHub() {
+	if p.hub != nil {
+		p.hub.close()
+	}
 }
 
 // Conns returns the number of open proxied WebSocket connections.
 func (p *Proxy) Conns() int {
+	n := 0
+	if p.hub != nil {
+		n = p.hub.clientCount()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.conns)
+	return n + len(p.conns)
 }
 
 // proxyConn is one client connection spliced to one node connection.

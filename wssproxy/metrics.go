@@ -49,8 +49,16 @@ type Metrics struct {
 
 	// Denied is called for each JSON-RPC call answered by the gateway
 	// instead of the node, with why: "method" (the policy), "rate", "subscriptions"
-	// (MaxSubscriptions) or "tracked" (MaxTrackedCalls, MaxHeldBytes).
+	// (MaxSubscriptions), "tracked" (MaxTrackedCalls, MaxHeldBytes), and in shared
+	// mode "queue" (ShareOptions.Queue, ClientQueue) and "backlog"
+	// (ShareOptions.ClientBacklog).
 	Denied func(reason string)
+
+	// Cache is called in shared mode for each call the response cache
+	// could answer (see ShareOptions.CacheBytes): hit is true when it did,
+	// false when the call went to the node (or joined the same call in
+	// flight).
+	Cache func(method string, hit bool)
 }
 
 // Refusal describes a request the gateway refused.
@@ -137,5 +145,11 @@ func (h hooks) NodeState(upstream string, s NodeStatus) {
 func (h hooks) Denied(reason string) {
 	if h.m.Denied != nil {
 		h.m.Denied(reason)
+	}
+}
+
+func (h hooks) Cache(method string, hit bool) {
+	if h.m.Cache != nil {
+		h.m.Cache(method, hit)
 	}
 }

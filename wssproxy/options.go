@@ -253,6 +253,19 @@ type Options struct {
 	// replies; one over the cap is answered with a -32005 error.
 	// If zero, no cap (a Substrate node's own is 1024).
 	MaxSubscriptions int
+
+	// Share, if not nil, turns on shared mode: instead of one node
+	// connection per client, every client's calls are carried over a few
+	// node connections per node (ShareOptions.ConnsPerNode) under the
+	// gateway's own ids; subscriptions whose notifications are the same
+	// for everyone (new heads, finalized heads, runtime version, storage
+	// keys, justifications) are opened once on the node and shared; and
+	// answers that cannot change are cached. The method policy and the
+	// per-client limits act as without it. Plain HTTP requests are
+	// forwarded as without it.
+	// If nil, each client WebSocket is spliced to a node connection of
+	// its own.
+	Share *ShareOptions
 }
 
 // withDefaults validates o and returns a copy with defaults applied.
@@ -347,5 +360,10 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.MaxRefusedCalls == 0 {
 		c.MaxRefusedCalls = 1000
 	}
+	share, err := c.Share.withDefaults()
+	if err != nil {
+		return c, err
+	}
+	c.Share = share
 	return c, nil
 }

@@ -33,6 +33,7 @@ type Proxy struct {
 	dial     *http.Client  // health checks
 	wsDial   *http.Client  // WebSocket dials: a fresh, wrapped connection each
 	http     *httputil.ReverseProxy
+	hub      *shareHub // shared mode; nil for splice mode
 
 	// Health (health.go): checkMu serializes checks; allDown is whether
 	// every node was unhealthy at the last record.
@@ -101,6 +102,9 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	if o.HealthInterval > 0 {
 		p.healthDone.Add(1)
 		go p.healthLoop()
+	}
+	if o.Share != nil {
+		p.hub = newShareHub(p, o.Share)
 	}
 	return p, nil
 }

@@ -54,6 +54,9 @@ type session struct {
 	p    *Proxy
 	key  string // client key for per-client limits
 	http bool   // an HTTP request: policy only, one reply, no subscriptions
+	// shared: a shared-mode client, whose calls the gateway routes itself;
+	// judge only counts its subscriptions against the cap.
+	shared bool
 
 	conn       *rate.Limiter // per-connection message rate; nil if off
 	refusedRun int           // consecutive calls refused for rate
@@ -197,7 +200,11 @@ func (s *session) judge(ctx context.Context, c *jsonrpc.Call) (refused bool, _ e
 		return true, nil // a notification gets no answer, and is dropped
 	}
 	if answered && s.p.opts.MaxSubscriptions > 0 {
-		if why := s.trackSubscription(c); why != "" {
+		track := s.trackSubscription
+		if s.shared {
+			track = s.countSubscription
+		}
+		if why := track(c); why != "" {
 			s.out = jsonrpc.AppendError(s.out, id, jsonrpc.CodeLimitExceeded, why, "")
 			return true, nil
 		}

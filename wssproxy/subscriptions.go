@@ -14,6 +14,9 @@ type subFamily struct {
 	unsubscribe  []string
 	notification string                   // method of its notifications; "" if unknown
 	last         func(result []byte) bool // nil: only an unsubscribe ends it
+	// shared: its notifications are the same for every client with the
+	// same parameters, so shared mode opens it once on the node.
+	shared bool
 }
 
 // subFamilies lists every subscription a Substrate/Polkadot node serves.
@@ -27,27 +30,32 @@ var subFamilies = []*subFamily{
 		subscribe:    []string{"chain_subscribeAllHeads"},
 		unsubscribe:  []string{"chain_unsubscribeAllHeads"},
 		notification: "chain_allHead",
+		shared:       true,
 	},
 	{
 		subscribe:    []string{"chain_subscribeNewHeads", "subscribe_newHead", "chain_subscribeNewHead"},
 		unsubscribe:  []string{"chain_unsubscribeNewHeads", "unsubscribe_newHead", "chain_unsubscribeNewHead"},
 		notification: "chain_newHead",
+		shared:       true,
 	},
 	{
 		subscribe:    []string{"chain_subscribeFinalizedHeads", "chain_subscribeFinalisedHeads"},
 		unsubscribe:  []string{"chain_unsubscribeFinalizedHeads", "chain_unsubscribeFinalisedHeads"},
 		notification: "chain_finalizedHead",
+		shared:       true,
 	},
 	// substrate/client/rpc-api/src/state/mod.rs
 	{
 		subscribe:    []string{"state_subscribeRuntimeVersion", "chain_subscribeRuntimeVersion"},
 		unsubscribe:  []string{"state_unsubscribeRuntimeVersion", "chain_unsubscribeRuntimeVersion"},
 		notification: "state_runtimeVersion",
+		shared:       true,
 	},
 	{
 		subscribe:    []string{"state_subscribeStorage"},
 		unsubscribe:  []string{"state_unsubscribeStorage"},
 		notification: "state_storage",
+		shared:       true,
 	},
 	// substrate/client/rpc-api/src/author/mod.rs; the statuses are
 	// TransactionStatus in substrate/client/transaction-pool/api/src/lib.rs.
@@ -62,12 +70,14 @@ var subFamilies = []*subFamily{
 		subscribe:    []string{"grandpa_subscribeJustifications"},
 		unsubscribe:  []string{"grandpa_unsubscribeJustifications"},
 		notification: "grandpa_justifications",
+		shared:       true,
 	},
 	// substrate/client/consensus/beefy/rpc/src/lib.rs
 	{
 		subscribe:    []string{"beefy_subscribeJustifications"},
 		unsubscribe:  []string{"beefy_unsubscribeJustifications"},
 		notification: "beefy_justifications",
+		shared:       true,
 	},
 	// substrate/client/rpc-api/src/statement/mod.rs
 	{

@@ -51,6 +51,10 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if p.hub != nil {
+		p.serveShared(w, r, key, release)
+		return
+	}
 	pc := p.newConn(key)
 	if pc == nil {
 		release()
