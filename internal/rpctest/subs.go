@@ -120,8 +120,12 @@ func (c *wsConn) activate(resp []byte, ids []string) {
 			continue
 		}
 		s.active = true
-		if s.kind == subExtrinsic {
+		switch s.kind {
+		case subExtrinsic:
 			c.watchExtrinsic(id)
+			continue
+		case subFollow:
+			c.startFollow(id, s)
 			continue
 		}
 		c.send(c.n.initial(id, s))
@@ -165,6 +169,10 @@ func (n *Node) announce(best, finalized *block) {
 	}
 	for c := range n.conns {
 		for id, s := range c.subs {
+			if s.active && s.kind == subFollow {
+				c.followBlock(id, best, finalized)
+				continue
+			}
 			b := best
 			if s.kind == subFinalizedHeads {
 				b = finalized
