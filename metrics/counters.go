@@ -62,6 +62,7 @@ type Counters struct {
 	closed     counterSet[counterClosed, atomic.Int64]
 	refusals   counterSet[string, atomic.Int64]
 	denied     counterSet[string, atomic.Int64]
+	cache      counterSet[string, atomic.Int64] // outcome
 	duration   counterHistogram
 	nodes      counterSet[string, counterNode] // nodes.go
 }
@@ -84,6 +85,7 @@ func (c *Counters) Hooks() *wssproxy.Metrics {
 		NodeHealth: c.nodeHealth,
 		NodeState:  c.nodeState,
 		Denied:     c.deniedCall,
+		Cache:      c.cacheLookup,
 	}
 }
 
@@ -134,6 +136,15 @@ func (c *Counters) refused(r wssproxy.Refusal) {
 
 func (c *Counters) deniedCall(reason string) {
 	c.denied.get(reason, OverflowLabel, c.limit()).Add(1)
+}
+
+// cacheLookup counts a lookup of shared mode's response cache.
+func (c *Counters) cacheLookup(_ string, hit bool) {
+	outcome := "miss"
+	if hit {
+		outcome = "hit"
+	}
+	c.cache.get(outcome, OverflowLabel, c.limit()).Add(1)
 }
 
 // connOpened counts a successful handshake and an open connection.

@@ -93,6 +93,10 @@ wssgate_node_health_checks_total{upstream="node:9944",result="unhealthy"} 1
 # TYPE wssgate_denied_calls_total counter
 wssgate_denied_calls_total{reason="method"} 2
 wssgate_denied_calls_total{reason="rate"} 1
+# HELP wssgate_cache_lookups_total Shared mode's response cache lookups, by outcome (hit or miss).
+# TYPE wssgate_cache_lookups_total counter
+wssgate_cache_lookups_total{outcome="hit"} 2
+wssgate_cache_lookups_total{outcome="miss"} 1
 `
 
 func countersScenario(c *Counters) {
@@ -110,6 +114,9 @@ func countersScenario(c *Counters) {
 	c.deniedCall("method")
 	c.deniedCall("method")
 	c.deniedCall("rate")
+	c.cacheLookup("system_chain", false)
+	c.cacheLookup("system_chain", true)
+	c.cacheLookup("chain_getBlock", true)
 }
 
 func TestCountersGolden(t *testing.T) {
@@ -457,6 +464,7 @@ func TestCountersSnapshot(t *testing.T) {
 		NodeHealthChecks:   map[string]map[string]int64{up: {"healthy": 1, "unhealthy": 1}},
 		Denied:             map[string]int64{"method": 2, "rate": 1},
 		NodeGauges:         NodeGauges{map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, map[string]int64{}, 0},
+		CacheLookups:       map[string]int64{"hit": 2, "miss": 1},
 	}
 	if diff := cmp.Diff(want, c.Snapshot(), cmpopts.EquateApprox(0, 1e-12)); diff != "" {
 		t.Errorf("Snapshot (-want +got):\n%s", diff)
@@ -645,6 +653,7 @@ func TestCountersAllocs(t *testing.T) {
 	calls := map[string]func(){
 		"Refused":    func() { h.Refused(refusal) },
 		"Denied":     func() { h.Denied("method") },
+		"Cache":      func() { h.Cache("system_chain", true) },
 		"ConnOpened": func() { h.ConnOpened("a:1") },
 		"ConnClosed": func() { h.ConnClosed("a:1", end) },
 		"Traffic":    func() { h.Traffic("a:1", true, 1, 100) },

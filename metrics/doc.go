@@ -39,6 +39,7 @@
 //	node_syncing{upstream}                          gauge      syncing (1) or not (0)
 //	node_serves_unsafe_methods{upstream}            gauge      node answers unsafe methods (1) or refuses them (0)
 //	nodes_all_unhealthy                             gauge      every node unhealthy (1) or not (0)
+//	cache_lookups_total{outcome}                    counter    shared mode's cache lookups: hit or miss
 //
 // Each refused request is counted once in refusals_total, and, when it was
 // a WebSocket handshake, once in handshakes_total; an accepted handshake is

@@ -67,6 +67,7 @@ func (s Snapshot) appendPrometheus(b []byte) []byte {
 	p.family1("node_healthy", "gauge", "Whether the node's last health check passed (1) or failed (0).", "upstream", healthy)
 	p.counter2("node_health_checks_total", "Node health checks, by result.", "upstream", "result", s.NodeHealthChecks)
 	p.family1("denied_calls_total", "counter", "JSON-RPC calls answered by the gateway instead of the node, by reason.", "reason", s.Denied)
+	p.family1("cache_lookups_total", "counter", "Shared mode's response cache lookups, by outcome (hit or miss).", "outcome", s.CacheLookups)
 	p.nodeGauges(s.NodeGauges)
 	return p.b
 }

@@ -25,6 +25,7 @@ type Snapshot struct {
 	NodeHealthChecks   map[string]map[string]int64            `json:"node_health_checks_total"` // upstream, result
 	Denied             map[string]int64                       `json:"denied_calls_total"`       // reason
 	NodeGauges                                                // nodes.go
+	CacheLookups       map[string]int64                       `json:"cache_lookups_total"` // outcome
 }
 
 // HistogramSnapshot is a histogram's state. Bucket counts are cumulative;
@@ -59,6 +60,7 @@ func (c *Counters) Snapshot() Snapshot {
 		NodeHealthChecks:   map[string]map[string]int64{},
 		Denied:             counterValues(c.denied.load()),
 		NodeGauges:         c.nodeGauges(),
+		CacheLookups:       counterValues(c.cache.load()),
 	}
 	for name, u := range c.upstreams.load() {
 		s.ConnectionsOpen[name] = u.open.Load()
