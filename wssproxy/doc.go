@@ -54,6 +54,29 @@
 // stops answering pings leaves the client a 1012 so it reconnects; a message over [Options.ReadLimit] gets its sender 1009;
 // [Proxy.Shutdown] sends both 1001.
 //
+// # Shared mode
+//
+// By default each client WebSocket gets a node connection of its own. With
+// [Options.Share] set, clients share a few node connections per node
+// ([ShareOptions]): the gateway sends their calls under ids of its own and
+// routes the replies back with the clients' ids; subscriptions whose
+// notifications are the same for everyone (chain_subscribeNewHeads and its
+// aliases, finalized and all heads, the runtime version, storage keys,
+// GRANDPA and BEEFY justifications) are opened once on the node and fanned
+// out, each client under its own subscription id; other subscriptions
+// (watched extrinsics, chainHead_v1_follow and the calls naming it) stay
+// the client's own, on one node connection; answers that cannot change
+// (calls naming a block hash, the genesis hash, the chain's name) are
+// cached. Waiting calls are bounded and served round robin by client key;
+// a client that stops reading is closed with 1008 once
+// [ShareOptions.ClientBacklog] messages wait for it. When a node
+// connection drops, shared subscriptions move to another one (missed heads
+// are fetched and delivered), read-only calls in flight are sent again,
+// other calls get a JSON-RPC error, and follows end with a "stop" event.
+// The policy and message limits judge each call as without it;
+// [Options.IdleTimeout] does not apply, and plain HTTP requests are
+// forwarded as without it.
+//
 // # Shutdown
 //
 // Hijacked WebSocket connections are invisible to [http.Server.Shutdown].

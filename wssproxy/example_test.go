@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/internal/rpctest"
 	"github.com/wssgate/wssgate/ratelimit"
 	"github.com/wssgate/wssgate/wssproxy"
 )
@@ -96,4 +97,47 @@ func ExampleNewServer() {
 	// Output:
 	// 10s 16384
 	// <nil>
+}
+
+func ExampleShareOptions() {
+	node, err := rpctest.Start(&rpctest.Options{Logger: slog.New(slog.DiscardHandler)}) // a fake Substrate node
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer node.Close()
+	p, err := wssproxy.New(node.URL(), &wssproxy.Options{
+		Share:  &wssproxy.ShareOptions{ConnsPerNode: 1}, // shared mode; the zero ShareOptions has 4
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	gw := httptest.NewServer(p)
+	defer gw.Close()
+
+	ctx := context.Background()
+	for i := range 3 {
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(gw.URL, "http"), nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer c.CloseNow()
+		c.Write(ctx, websocket.MessageText, []byte(`{"id":7,"jsonrpc":"2.0","method":"chain_subscribeNewHeads","params":[]}`))
+		_, reply, _ := c.Read(ctx) // {"jsonrpc":"2.0","id":7,"result":"<the client's own id>"}
+		_, head, _ := c.Read(ctx)  // the latest head, at once
+		fmt.Printf("client %d: %.32s, then %.41s\n", i, reply, head)
+	}
+	subscribes := 0
+	for _, m := range node.Seen() {
+		if m == "chain_subscribeNewHeads" {
+			subscribes++
+		}
+	}
+	fmt.Printf("the node has %d connection and saw %d subscribe\n", node.Conns(), subscribes)
+	// Output:
+	// client 0: {"jsonrpc":"2.0","id":7,"result", then {"jsonrpc":"2.0","method":"chain_newHead"
+	// client 1: {"jsonrpc":"2.0","id":7,"result", then {"jsonrpc":"2.0","method":"chain_newHead"
+	// client 2: {"jsonrpc":"2.0","id":7,"result", then {"jsonrpc":"2.0","method":"chain_newHead"
+	// the node has 1 connection and saw 1 subscribe
 }

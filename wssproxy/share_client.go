@@ -33,6 +33,10 @@ type shareClient struct {
 	subs   map[string]*clientSub // by canonical client subscription id
 	closed bool
 
+	// traffic, reported to Metrics.Traffic when the client leaves
+	inMsgs, inBytes   int64 // reader only
+	outMsgs, outBytes int64 // writer only
+
 	mu    sync.Mutex
 	q     [][]byte
 	wake  chan struct{}
@@ -104,6 +108,8 @@ func (c *shareClient) run() {
 			}
 			break
 		}
+		c.inMsgs++
+		c.inBytes += int64(len(msg))
 		if pc := c.handle(msg); pc != nil {
 			c.closeAfterQueued(pc)
 		}
@@ -112,7 +118,10 @@ func (c *shareClient) run() {
 	wg.Wait()
 	c.ws.CloseNow()
 	c.leave()
-	c.h.p.metrics.ConnClosed(sharedUpstream, ConnEnd{Duration: time.Since(c.start), ClosedBy: closedBy, ClientCode: -1})
+	m := c.h.p.metrics
+	m.Traffic(sharedUpstream, true, c.inMsgs, c.inBytes)
+	m.Traffic(sharedUpstream, false, c.outMsgs, c.outBytes)
+	m.ConnClosed(sharedUpstream, ConnEnd{Duration: time.Since(c.start), ClosedBy: closedBy, ClientCode: -1})
 }
 
 // handle judges one client message and routes its calls. It returns an
@@ -403,6 +412,8 @@ func (c *shareClient) writeLoop() {
 			if err := c.write(msg); err != nil {
 				return
 			}
+			c.outMsgs++
+			c.outBytes += int64(len(msg))
 			q[i] = nil
 		}
 		spare = q
