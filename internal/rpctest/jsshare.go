@@ -151,3 +151,21 @@ func (h *HeadClients) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// StartsResult is the output of e2e/starts.mjs.
+type StartsResult struct {
+	Starts    int `json:"starts"`
+	ElapsedMs int `json:"elapsedMs"`
+}
+
+// RunStarts runs e2e/starts.mjs against url: ApiPromise instances that
+// connect, become ready and disconnect, STARTS of them, CONCURRENCY at a
+// time (env holds KEY=VALUE settings). Without a deadline, ctx gets 60
+// seconds.
+func RunStarts(ctx context.Context, url string, env ...string) (*StartsResult, error) {
+	var res StartsResult
+	if err := runScript(ctx, "starts.mjs", url, env, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
