@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
-		"strconv"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
