@@ -30,8 +30,9 @@ type shareClient struct {
 	cancel context.CancelFunc
 
 	// guarded by h.mu
-	subs   map[string]*clientSub // by canonical client subscription id
-	closed bool
+	subs        map[string]*clientSub // by canonical client subscription id
+	closed      bool
+	outstanding int // calls routed and not yet answered
 
 	// traffic, reported to Metrics.Traffic when the client leaves
 	inMsgs, inBytes   int64 // reader only
@@ -92,6 +93,12 @@ func (p *Proxy) serveShared(w http.ResponseWriter, r *http.Request, key string, 
 		c.run()
 	}()
 }
+
+// shareMaxSubs caps a shared-mode client's subscriptions when
+// Options.MaxSubscriptions does not: a node's own default cap per
+// connection, which shared mode's few node connections cannot apply per
+// client.
+const shareMaxSubs = 1024
 
 // sharedUpstream names the node side of shared-mode clients in metrics.
 const sharedUpstream = "shared"
@@ -170,7 +177,21 @@ func (c *shareClient) handle(msg []byte) *policyClose {
 // node connection of the subscription it names, the cache, or the queue.
 // h.mu is held.
 func (c *shareClient) routeLocked(method string, params, id []byte, col *collector) {
+	c.outstanding++
+	if c.outstanding > MaxTrackedCalls {
+		c.h.p.metrics.Denied("tracked")
+		col.doneLocked(jsonrpc.AppendError(nil, id, jsonrpc.CodeLimitExceeded,
+			fmt.Sprintf("limit exceeded: at most %d calls awaiting replies per connection", MaxTrackedCalls), ""), nil)
+		return
+	}
 	if f := subscribeOf(method); f != nil {
+		if len(c.subs) >= shareMaxSubs {
+			c.h.p.metrics.Denied("subscriptions")
+			c.sess.subFailed()
+			col.doneLocked(jsonrpc.AppendError(nil, id, jsonrpc.CodeLimitExceeded,
+				fmt.Sprintf("limit exceeded: at most %d subscriptions per connection", shareMaxSubs), ""), nil)
+			return
+		}
 		if key, m, p, ok := shareKey(f, method, params); ok {
 			c.h.joinSharedLocked(c, f, key, m, p, id, col)
 			return
@@ -180,7 +201,7 @@ func (c *shareClient) routeLocked(method string, params, id []byte, col *collect
 	}
 	if f := unsubscribeOf(method); f != nil {
 		raw, _ := jsonrpc.Param(params, 0, "subscription")
-		if cs := c.subs[canonicalSubID(raw)]; cs != nil {
+		if cs := c.subs[canonicalSubID(raw)]; cs != nil && cs.fam.endedBy(f) {
 			c.unsubscribeLocked(cs, method, params, raw, id, col)
 			return
 		}
@@ -303,6 +324,7 @@ type collector struct {
 // message carrying it is queued (to release notifications held back until
 // the client has its subscription id).
 func (col *collector) doneLocked(elem []byte, after func()) {
+	col.c.outstanding--
 	col.parts = append(col.parts, elem)
 	if after != nil {
 		col.after = append(col.after, after)

@@ -185,7 +185,7 @@ func (h *shareHub) dispatchLocked() {
 	for {
 		var best *nodeConn
 		for _, nc := range h.conns {
-			if nc.inflight < h.o.InFlight && (best == nil || nc.inflight < best.inflight) {
+			if nc.inflight < h.o.InFlight && (best == nil || better(nc, best)) {
 				best = nc
 			}
 		}
@@ -205,4 +205,14 @@ func (h *shareHub) sendLocked(nc *nodeConn, j *job) {
 	nc.pending[j.id] = j
 	nc.inflight++
 	nc.out <- j.request(j.id) // never blocks: out has room for InFlight
+}
+
+// better reports whether a is a better connection for the next call than
+// b: a healthy node first (see Options.HealthInterval), then fewer calls
+// in flight.
+func better(a, b *nodeConn) bool {
+	if ha, hb := a.b.healthy.Load(), b.b.healthy.Load(); ha != hb {
+		return ha
+	}
+	return a.inflight < b.inflight
 }

@@ -393,3 +393,34 @@ func TestShareOptionsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestShareOutstandingBound: calls that wait without taking a queue slot
+// (joining the same call in flight) are bounded per connection too.
+func TestShareOutstandingBound(t *testing.T) {
+	node := startNode(t)
+	_, url := startShared(t, nil, nil, node)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, best := node.BestBlock()
+	c := dialWS(t, ctx, url)
+	node.Stall()
+	defer node.Kill()
+	batch := func(from, n int) string {
+		var b strings.Builder
+		b.WriteString("[")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"chain_getBlock","params":["%s"]}`, from+i, best)
+		}
+		return b.String() + "]"
+	}
+	send(t, ctx, c, batch(0, 600))
+	send(t, ctx, c, batch(600, MaxTrackedCalls-600))
+	send(t, ctx, c, fmt.Sprintf(`{"jsonrpc":"2.0","id":"over","method":"chain_getBlock","params":["%s"]}`, best))
+	r := readMessage(t, ctx, c)
+	if string(r.ID) != `"over"` || r.Error == nil || r.Error.Code != -32005 {
+		t.Errorf("call %d: %+v, want -32005", MaxTrackedCalls+1, r)
+	}
+}
