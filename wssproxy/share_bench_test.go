@@ -86,8 +86,9 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkShareApiStarts starts ApiPromise STARTS times (default 1,000,
-// 20 at a time) through the gateway in shared mode and reports the
-// response cache's hit rate and the calls that reached the node per start.
+// 20 at a time) through the gateway, in splice mode and in shared mode,
+// and reports the calls that reached the node per start and, in shared
+// mode, the response cache's hit rate.
 //
 //	WSSGATE_E2E=1 go test -run '^$' -bench ShareApiStarts -benchtime 1x ./wssproxy/
 func BenchmarkShareApiStarts(b *testing.B) {
@@ -96,6 +97,12 @@ func BenchmarkShareApiStarts(b *testing.B) {
 	if s, err := strconv.Atoi(os.Getenv("STARTS")); err == nil && s > 0 {
 		starts = s
 	}
+	for _, mode := range []string{"splice", "shared"} {
+		b.Run(mode, func(b *testing.B) { benchStarts(b, mode, starts) })
+	}
+}
+
+func benchStarts(b *testing.B, mode string, starts int) {
 	node, err := rpctest.Start(&rpctest.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -109,7 +116,10 @@ func BenchmarkShareApiStarts(b *testing.B) {
 			misses.Add(1)
 		}
 	}}
-	opts := &Options{Logger: slog.New(slog.DiscardHandler), HealthInterval: -1, Policy: DefaultPolicy(), Share: &ShareOptions{}, Metrics: m}
+	opts := &Options{Logger: slog.New(slog.DiscardHandler), HealthInterval: -1, Policy: DefaultPolicy(), Metrics: m}
+	if mode == "shared" {
+		opts.Share = &ShareOptions{}
+	}
 	url := benchProxy(b, node.URL(), opts)
 	ctx, cancel := context.WithTimeout(b.Context(), 30*time.Minute)
 	defer cancel()
@@ -121,8 +131,9 @@ func BenchmarkShareApiStarts(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		h, ms := hits.Load(), misses.Load()
-		b.ReportMetric(100*float64(h)/float64(h+ms), "cache-hit-%")
+		if h, ms := hits.Load(), misses.Load(); h+ms > 0 {
+			b.ReportMetric(100*float64(h)/float64(h+ms), "cache-hit-%")
+		}
 		b.ReportMetric(float64(len(node.Seen())-seen0)/float64(res.Starts), "node-calls/start")
 		b.ReportMetric(float64(res.ElapsedMs)/float64(res.Starts), "ms/start")
 	}
