@@ -108,6 +108,9 @@ func ExampleShareOptions() {
 	p, err := wssproxy.New(node.URL(), &wssproxy.Options{
 		Share:  &wssproxy.ShareOptions{ConnsPerNode: 1}, // shared mode; the zero ShareOptions has 4
 		Logger: slog.New(slog.DiscardHandler),
+		// Health checks keep a head connection of their own on each node;
+		// off here so that the count below is the shared connections'.
+		HealthInterval: -1,
 	})
 	if err != nil {
 		log.Fatal(err)
