@@ -263,8 +263,9 @@ type Options struct {
 	// answers that cannot change are cached. The method policy and the
 	// per-client limits act as without it. Plain HTTP requests are
 	// forwarded as without it.
-	// If nil, each client WebSocket is spliced to a node connection of
-	// its own.
+	// The node connections are kept in goroutines until Close or
+	// Shutdown. If nil, each client WebSocket is spliced to a node
+	// connection of its own.
 	Share *ShareOptions
 }
 
