@@ -119,3 +119,79 @@ func TestShareCacheLRU(t *testing.T) {
 		t.Error("an entry of over a quarter of the bound was cached")
 	}
 }
+
+// TestCacheKeyRules: what may be cached, and that nothing depending on
+// the best block is.
+func TestCacheKeyRules(t *testing.T) {
+	h := &shareHub{genesis: "0xgen", runtime: "node/100/1", shared: map[string]*sharedSub{}}
+	hash := `"0x` + strings.Repeat("ab", 32) + `"`
+	cases := []struct {
+		method, params string
+		cached         bool
+	}{
+		{"system_chain", `[]`, true},
+		{"system_properties", ``, true},
+		{"system_health", `[]`, false},
+		{"chain_getBlockHash", `[0]`, true},
+		{"chain_getBlockHash", `["0x0"]`, true},
+		{"chain_getBlockHash", `[5]`, false}, // not known to be finalized
+		{"chain_getBlockHash", `[]`, false},  // the best block's
+		{"chain_getHeader", `[` + hash + `]`, true},
+		{"chain_getHeader", `[]`, false},
+		{"chain_getHeader", `[null]`, false},
+		{"chain_getBlock", `[` + hash + `]`, true},
+		{"chain_getBlock", `["0x12"]`, false}, // not a hash
+		{"state_getStorage", `["0x26aa",` + hash + `]`, true},
+		{"state_getStorage", `["0x26aa"]`, false},
+		{"state_call", `["Core_version","0x",` + hash + `]`, true},
+		{"state_call", `["AccountNonceApi_account_nonce","0x00"]`, false},
+		{"state_call", `["Metadata_metadata_at_version","0x0f000000"]`, true}, // by runtime version
+		{"state_getMetadata", `[]`, true},
+		{"state_getRuntimeVersion", `[]`, false},
+		{"state_getRuntimeVersion", `[` + hash + `]`, true},
+		{"author_submitExtrinsic", `["0x00"]`, false},
+	}
+	for _, tc := range cases {
+		if got := h.cacheKeyLocked(tc.method, []byte(tc.params)) != ""; got != tc.cached {
+			t.Errorf("%s(%s): cached %v, want %v", tc.method, tc.params, got, tc.cached)
+		}
+	}
+	// Finalized numbers are cached once a shared finalized-heads
+	// subscription says they are final.
+	h.shared["chain_subscribeFinalizedHeads"] = &sharedSub{live: true, latest: []byte(`{"number":"0x9"}`)}
+	if h.cacheKeyLocked("chain_getBlockHash", []byte(`[5]`)) == "" || h.cacheKeyLocked("chain_getBlockHash", []byte(`[10]`)) != "" {
+		t.Error("chain_getBlockHash: want block 5 cached and block 10 not, with block 9 finalized")
+	}
+	// Metadata keys change with the runtime; without a known runtime, no key.
+	k1 := h.cacheKeyLocked("state_getMetadata", nil)
+	h.runtime = "node/101/1"
+	if k2 := h.cacheKeyLocked("state_getMetadata", nil); k1 == k2 {
+		t.Error("metadata key does not change with the runtime version")
+	}
+	h.runtime = ""
+	if h.cacheKeyLocked("state_getMetadata", nil) != "" {
+		t.Error("metadata cached with no runtime version known")
+	}
+	// Keys are per chain.
+	a := h.cacheKeyLocked("system_chain", nil)
+	h.genesis = "0xother"
+	if b := h.cacheKeyLocked("system_chain", nil); a == b {
+		t.Error("cache key does not name the genesis")
+	}
+}
+
+func TestShareKeyNormalised(t *testing.T) {
+	storage := subscribeOf("state_subscribeStorage")
+	k1, _, p1, ok1 := shareKey(storage, "state_subscribeStorage", []byte(`[["0xAB","0xcd","0xab"]]`))
+	k2, _, _, ok2 := shareKey(storage, "state_subscribeStorage", []byte(`{"keys": [ "0xcd", "0xAb" ]}`))
+	if !ok1 || !ok2 || k1 != k2 || string(p1) != `[["0xab","0xcd"]]` {
+		t.Errorf("keys: %q %q, params %s", k1, k2, p1)
+	}
+	heads := subscribeOf("chain_subscribeNewHead")
+	if k, m, _, ok := shareKey(heads, "subscribe_newHead", nil); !ok || m != "chain_subscribeNewHeads" || k != m {
+		t.Errorf("alias: key %q method %q", k, m)
+	}
+	if _, _, _, ok := shareKey(subscribeOf("author_submitAndWatchExtrinsic"), "author_submitAndWatchExtrinsic", []byte(`["0x00"]`)); ok {
+		t.Error("a watched extrinsic is shared")
+	}
+}
