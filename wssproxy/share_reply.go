@@ -116,4 +116,3 @@ func (col *collector) flushLocked() {
 	}
 	col.parts, col.after = nil, nil
 }
-
