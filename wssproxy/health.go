@@ -177,6 +177,10 @@ func (p *Proxy) healthLoop() {
 	defer watchers.Wait()
 	defer cancel()
 	for _, b := range p.backends {
+		if p.hub != nil { // shared mode: over the hub's connections
+			watchers.Go(func() { p.hub.watchHeads(ctx, b) })
+			continue
+		}
 		watchers.Go(func() { p.watchHeads(ctx, b) })
 	}
 	t := time.NewTicker(p.opts.HealthInterval)

@@ -99,12 +99,12 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	p.dial = &http.Client{Transport: tr}
 	p.wsDial = &http.Client{Transport: p.wsTransport()}
 	p.http = p.reverseProxy(tr)
+	if o.Share != nil {
+		p.hub = newShareHub(p, o.Share)
+	}
 	if o.HealthInterval > 0 {
 		p.healthDone.Add(1)
 		go p.healthLoop()
-	}
-	if o.Share != nil {
-		p.hub = newShareHub(p, o.Share)
 	}
 	return p, nil
 }

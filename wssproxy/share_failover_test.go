@@ -136,3 +136,22 @@ func TestShareNodeKilledInFlight(t *testing.T) {
 		t.Errorf("want one test_echo answered with -32603 and its id: %s", msg)
 	}
 }
+
+// TestShareHealthHeads: the health checks follow each node's heads over
+// the hub's connections, so the node sees no connection beyond them.
+func TestShareHealthHeads(t *testing.T) {
+	node := startNode(t)
+	p, _ := startShared(t, &ShareOptions{ConnsPerNode: 2}, &Options{Policy: DefaultPolicy(), HealthInterval: time.Hour}, node)
+	waitFor(t, "the head subscriptions", func() bool { return p.Nodes()[0].Heads == "subscription" })
+	var n uint64
+	for range 3 {
+		n = node.Advance()
+	}
+	waitFor(t, "the health checks to see the new head", func() bool {
+		s := p.Nodes()[0]
+		return s.BestBlock == n && s.FinalizedBlock == n
+	})
+	if got := node.Conns(); got != 2 {
+		t.Errorf("node has %d connections, want 2 (the health checks' heads ride on them)", got)
+	}
+}

@@ -1,0 +1,182 @@
+package wssproxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/wssgate/wssgate/internal/jsonrpc"
+)
+
+// In shared mode the health checks' head subscriptions (see watchHeads in
+// heads.go) ride on the hub's node connections instead of a connection of
+// their own, so the node sees ConnsPerNode connections in all.
+
+// watchHeads keeps a new and a finalized heads subscription on one of the
+// hub's connections to node b, feeding b's health, until ctx ends. After
+// a failure the health checks poll the heads until a connection to b is
+// up again, at most every HealthInterval.
+func (h *shareHub) watchHeads(ctx context.Context, b *backend) {
+	p := h.p
+	for {
+		nc := h.connTo(ctx, b)
+		if nc == nil {
+			return
+		}
+		o := &headObserver{h: h, b: b, nc: nc, done: make(chan error, 1)}
+		h.mu.Lock()
+		if !nc.dead {
+			o.openLocked()
+		}
+		h.mu.Unlock()
+		b.health.setResubscribe(func() { o.fail(errMissedHeads) })
+		var err error
+		select {
+		case err = <-o.done:
+		case <-ctx.Done():
+		}
+		b.health.setResubscribe(nil)
+		lost := b.health.setSubscribed(false)
+		h.mu.Lock()
+		o.closeLocked()
+		h.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errMissedHeads) {
+			p.log.LogAttrs(ctx, slog.LevelInfo, "wssproxy: head subscriptions missed heads; subscribing again",
+				slog.String("upstream", b.host))
+			continue
+		}
+		level := slog.LevelDebug
+		if lost {
+			level = slog.LevelInfo
+		}
+		p.log.LogAttrs(ctx, level, "wssproxy: head subscriptions down; polling heads",
+			slog.String("upstream", b.host), slog.String("error", err.Error()))
+		t := time.NewTimer(p.opts.HealthInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// connTo waits for a live hub connection to b, or returns nil when ctx
+// ends.
+func (h *shareHub) connTo(ctx context.Context, b *backend) *nodeConn {
+	for {
+		h.mu.Lock()
+		up := h.up
+		for _, nc := range h.conns {
+			if nc.b == b {
+				h.mu.Unlock()
+				return nc
+			}
+		}
+		h.mu.Unlock()
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// headObserver is the health checks' pair of head subscriptions on one
+// hub connection. Guarded by h.mu.
+type headObserver struct {
+	h         *shareHub
+	b         *backend
+	nc        *nodeConn
+	raws      [2][]byte // the node's subscription ids
+	keys      [2]string
+	confirmed int
+	closed    bool
+	done      chan error // receives why the subscriptions ended
+}
+
+var (
+	observerMethods      = [2]string{"chain_subscribeNewHeads", "chain_subscribeFinalizedHeads"}
+	observerUnsubscribes = [2]string{"chain_unsubscribeNewHeads", "chain_unsubscribeFinalizedHeads"}
+)
+
+func (o *headObserver) openLocked() {
+	for i, m := range observerMethods {
+		o.h.submitLocked(&job{method: m, pin: o.nc, done: func(a answer) { o.opened(i, a) }})
+	}
+}
+
+func (o *headObserver) opened(i int, a answer) {
+	if a.lost {
+		o.fail(errors.New("node connection lost"))
+		return
+	}
+	key := ""
+	if !a.call.HasError {
+		key = canonicalSubID(a.call.Result)
+	}
+	if key == "" {
+		o.fail(fmt.Errorf("subscribing to heads: %.200s", a.msg))
+		return
+	}
+	o.raws[i], o.keys[i] = bytes.Clone(a.call.Result), key
+	if o.closed {
+		o.unsubscribeLocked(i)
+		return
+	}
+	o.nc.subs[key] = o
+	if o.confirmed++; o.confirmed == len(observerMethods) && o.b.health.setSubscribed(true) {
+		o.h.p.log.LogAttrs(context.Background(), slog.LevelDebug, "wssproxy: following heads",
+			slog.String("upstream", o.b.host))
+	}
+}
+
+// notify records a head, as followHeads does.
+func (o *headObserver) notify(_ *nodeConn, method string, result []byte) {
+	n, ok := headNumber(result)
+	if !ok {
+		o.fail(fmt.Errorf("%s: no block number", method))
+		return
+	}
+	if method == "chain_finalizedHead" {
+		o.b.health.observeFinalized(n)
+	} else if d, ok := o.b.health.observeBest(n, o.h.p.opts.now()); ok {
+		o.h.p.blockTimes.add(d)
+	}
+}
+
+func (o *headObserver) nodeLost(*nodeConn) { o.fail(errors.New("node connection lost")) }
+
+func (o *headObserver) fail(err error) {
+	select {
+	case o.done <- err:
+	default:
+	}
+}
+
+// closeLocked ends the subscriptions that were opened.
+func (o *headObserver) closeLocked() {
+	o.closed = true
+	for i := range observerMethods {
+		if o.raws[i] != nil {
+			o.unsubscribeLocked(i)
+		}
+	}
+}
+
+func (o *headObserver) unsubscribeLocked(i int) {
+	if o.nc.dead || o.raws[i] == nil {
+		return
+	}
+	if o.nc.subs[o.keys[i]] == nodeSink(o) {
+		delete(o.nc.subs, o.keys[i])
+	}
+	o.h.submitLocked(&job{method: observerUnsubscribes[i], params: jsonrpc.AppendBatch(nil, o.raws[i]), pin: o.nc, done: func(answer) {}})
+	o.raws[i] = nil
+}
