@@ -108,8 +108,9 @@ func ExampleShareOptions() {
 	p, err := wssproxy.New(node.URL(), &wssproxy.Options{
 		Share:  &wssproxy.ShareOptions{ConnsPerNode: 1}, // shared mode; the zero ShareOptions has 4
 		Logger: slog.New(slog.DiscardHandler),
-		// Health checks keep a head connection of their own on each node;
-		// off here so that the count below is the shared connections'.
+		// Health checks subscribe to each node's heads too (clients' head
+		// subscriptions then ride on theirs); off here so that the count
+		// below does not depend on which of the two comes first.
 		HealthInterval: -1,
 	})
 	if err != nil {

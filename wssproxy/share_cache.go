@@ -185,13 +185,18 @@ func resultReply(id, result []byte) []byte {
 }
 
 // finalizedLocked is the number of the last finalized head a shared
-// subscription reported, or 0.
+// subscription or the health checks' subscriptions reported, or 0.
 func (h *shareHub) finalizedLocked() uint64 {
+	var top uint64
 	if ss := h.shared["chain_subscribeFinalizedHeads"]; ss != nil && ss.live {
-		n, _ := headNumber(ss.latest)
-		return n
+		top, _ = headNumber(ss.latest)
 	}
-	return 0
+	for o := range h.observers { // a block final on one node is final
+		if n, ok := headNumber(o.latest[1]); ok {
+			top = max(top, n)
+		}
+	}
+	return top
 }
 
 // blockNumber reads a block number parameter: a JSON number or a hex or

@@ -138,20 +138,49 @@ func TestShareNodeKilledInFlight(t *testing.T) {
 }
 
 // TestShareHealthHeads: the health checks follow each node's heads over
-// the hub's connections, so the node sees no connection beyond them.
+// the hub's connections, so the node sees no connection beyond them, and
+// the clients' shared head subscriptions ride on theirs.
 func TestShareHealthHeads(t *testing.T) {
 	node := startNode(t)
-	p, _ := startShared(t, &ShareOptions{ConnsPerNode: 2}, &Options{Policy: DefaultPolicy(), HealthInterval: time.Hour}, node)
+	p, url := startShared(t, &ShareOptions{ConnsPerNode: 2}, &Options{Policy: DefaultPolicy(), HealthInterval: time.Hour}, node)
 	waitFor(t, "the head subscriptions", func() bool { return p.Nodes()[0].Heads == "subscription" })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	best, _ := node.BestBlock()
+	conns := make([]*websocket.Conn, 3)
+	subs := make([]string, 3)
+	for i := range conns {
+		conns[i] = dialWS(t, ctx, url)
+		var first uint64
+		if subs[i], first = subscribeHeads(t, ctx, conns[i], i); first != best {
+			t.Errorf("client %d: first head %d, want %d", i, first, best)
+		}
+	}
 	var n uint64
 	for range 3 {
 		n = node.Advance()
+		for i, c := range conns {
+			if got := headOf(t, ctx, c, subs[i]); got != n {
+				t.Errorf("client %d: head %d, want %d", i, got, n)
+			}
+		}
 	}
+	if got := countSeen(node, "chain_subscribeNewHeads"); got != 1 {
+		t.Errorf("node saw %d chain_subscribeNewHeads, want 1 (the health checks', shared)", got)
+	}
+	for _, c := range conns {
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+	waitFor(t, "the clients to leave", func() bool { return p.Conns() == 0 })
+	n = node.Advance()
 	waitFor(t, "the health checks to see the new head", func() bool {
 		s := p.Nodes()[0]
 		return s.BestBlock == n && s.FinalizedBlock == n
 	})
 	if got := node.Conns(); got != 2 {
 		t.Errorf("node has %d connections, want 2 (the health checks' heads ride on them)", got)
+	}
+	if got := countSeen(node, "chain_unsubscribeNewHeads"); got != 0 {
+		t.Errorf("the last client's leaving ended the health checks' subscription (%d unsubscribes)", got)
 	}
 }

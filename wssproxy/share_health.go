@@ -99,6 +99,9 @@ type headObserver struct {
 	confirmed int
 	closed    bool
 	done      chan error // receives why the subscriptions ended
+
+	latest [2][]byte     // the last head of each
+	shared [2]*sharedSub // a shared subscription riding on each, or nil
 }
 
 var (
@@ -131,6 +134,10 @@ func (o *headObserver) opened(i int, a answer) {
 		return
 	}
 	o.nc.subs[key] = o
+	if o.h.observers == nil {
+		o.h.observers = map[*headObserver]struct{}{}
+	}
+	o.h.observers[o] = struct{}{}
 	if o.confirmed++; o.confirmed == len(observerMethods) && o.b.health.setSubscribed(true) {
 		o.h.p.log.LogAttrs(context.Background(), slog.LevelDebug, "wssproxy: following heads",
 			slog.String("upstream", o.b.host))
@@ -138,20 +145,51 @@ func (o *headObserver) opened(i int, a answer) {
 }
 
 // notify records a head, as followHeads does.
-func (o *headObserver) notify(_ *nodeConn, method string, result []byte) {
+func (o *headObserver) notify(nc *nodeConn, method string, result []byte) {
 	n, ok := headNumber(result)
 	if !ok {
 		o.fail(fmt.Errorf("%s: no block number", method))
 		return
 	}
+	i := 0
 	if method == "chain_finalizedHead" {
+		i = 1
 		o.b.health.observeFinalized(n)
 	} else if d, ok := o.b.health.observeBest(n, o.h.p.opts.now()); ok {
 		o.h.p.blockTimes.add(d)
 	}
+	o.latest[i] = bytes.Clone(result)
+	if ss := o.shared[i]; ss != nil {
+		ss.notify(nc, method, result)
+	}
 }
 
-func (o *headObserver) nodeLost(*nodeConn) { o.fail(errors.New("node connection lost")) }
+func (o *headObserver) nodeLost(*nodeConn) {
+	o.fail(errors.New("node connection lost"))
+	o.detachLocked()
+}
+
+// detachLocked moves the shared subscriptions riding on o elsewhere.
+func (o *headObserver) detachLocked() {
+	delete(o.h.observers, o)
+	for i, ss := range o.shared {
+		if ss != nil {
+			o.shared[i] = nil
+			ss.nodeLost(o.nc)
+		}
+	}
+}
+
+// observerFor returns a live head observer whose subscription i a shared
+// subscription can ride on, or nil. h.mu is held.
+func (h *shareHub) observerFor(i int) *headObserver {
+	for o := range h.observers {
+		if !o.closed && !o.nc.dead && o.raws[i] != nil && o.shared[i] == nil {
+			return o
+		}
+	}
+	return nil
+}
 
 func (o *headObserver) fail(err error) {
 	select {
@@ -163,6 +201,7 @@ func (o *headObserver) fail(err error) {
 // closeLocked ends the subscriptions that were opened.
 func (o *headObserver) closeLocked() {
 	o.closed = true
+	o.detachLocked()
 	for i := range observerMethods {
 		if o.raws[i] != nil {
 			o.unsubscribeLocked(i)

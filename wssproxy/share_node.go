@@ -34,7 +34,9 @@ type shareHub struct {
 	clients map[*shareClient]struct{}
 	up      chan struct{} // closed and replaced when a node connection comes up
 	genesis string        // the chain's genesis hash, as the first node answered
-	runtime string        // the runtime the nodes last reported (see runtimeKey)
+	// observers are the health checks' head subscriptions (share_health.go)
+	observers map[*headObserver]struct{}
+	runtime   string // the runtime the nodes last reported (see runtimeKey)
 }
 
 func newShareHub(p *Proxy, o *ShareOptions) *shareHub {

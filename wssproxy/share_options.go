@@ -30,10 +30,10 @@ const (
 // change. The zero value gives the defaults each field documents.
 type ShareOptions struct {
 	// ConnsPerNode is how many WebSocket connections the gateway keeps
-	// open to each node; every client's calls are carried over them. The
-	// health checks keep one more of their own, with a new and a finalized
-	// heads subscription (see Options.StallTimeout), unless
-	// Options.HealthInterval is negative.
+	// open to each node; every client's calls are carried over them, and
+	// so are the health checks' new and finalized heads subscriptions
+	// (see Options.StallTimeout), on which the clients' shared head
+	// subscriptions ride when they can.
 	// If zero, DefaultShareConnsPerNode (4).
 	ConnsPerNode int
 

@@ -30,6 +30,11 @@ type sharedSub struct {
 	closed  bool
 	moved   bool // reopened after its node connection dropped
 
+	// obs is the health checks' head subscription this one rides on, at
+	// obsIdx, instead of a node subscription of its own.
+	obs    *headObserver
+	obsIdx int
+
 	members map[*clientSub]struct{}
 	waiting []joinWait // joined while it was opening: to be answered
 
@@ -53,20 +58,24 @@ type joinWait struct {
 // it on the node if it is the first. h.mu is held.
 func (h *shareHub) joinSharedLocked(c *shareClient, f *subFamily, key, method string, params, id []byte, col *collector) {
 	ss := h.shared[key]
-	if ss == nil {
+	fresh := ss == nil
+	if fresh {
 		ss = &sharedSub{h: h, key: key, fam: f, method: method, params: params,
 			members: map[*clientSub]struct{}{}, notifyMethod: f.notification}
 		h.shared[key] = ss
-		ss.openLocked()
 	}
 	cs := &clientSub{c: c, id: newSubID(), fam: f, ss: ss}
 	ss.members[cs] = struct{}{}
 	c.subs[canonicalSubID(cs.id)] = cs
-	if !ss.live {
+	switch {
+	case fresh:
 		ss.waiting = append(ss.waiting, joinWait{cs, id, col})
-		return
+		ss.openLocked() // may answer at once, riding on the health checks'
+	case !ss.live:
+		ss.waiting = append(ss.waiting, joinWait{cs, id, col})
+	default:
+		ss.answerLocked(joinWait{cs, id, col})
 	}
-	ss.answerLocked(joinWait{cs, id, col})
 }
 
 // answerLocked sends a joining client its subscription id, then the latest
@@ -80,7 +89,28 @@ func (ss *sharedSub) answerLocked(w joinWait) {
 }
 
 func (ss *sharedSub) openLocked() {
+	for i, m := range observerMethods {
+		if ss.key == m {
+			if o := ss.h.observerFor(i); o != nil {
+				ss.attachLocked(o, i)
+				return
+			}
+		}
+	}
 	ss.h.submitLocked(&job{method: ss.method, params: ss.params, done: ss.opened})
+}
+
+// attachLocked makes ss ride on the health checks' subscription i of o:
+// the node then has one new heads (or finalized heads) subscription, not
+// two.
+func (ss *sharedSub) attachLocked(o *headObserver, i int) {
+	ss.obs, ss.obsIdx = o, i
+	o.shared[i] = ss
+	ss.nc, ss.nodeRaw, ss.nodeKey = o.nc, o.raws[i], o.keys[i]
+	if ss.latest == nil && o.latest[i] != nil {
+		ss.latest = o.latest[i]
+	}
+	ss.liveLocked()
 }
 
 // opened takes the node's answer to the subscribe call.
@@ -111,8 +141,14 @@ func (ss *sharedSub) opened(a answer) {
 		} // members from before a move stay, and get the next attempt
 		return
 	}
-	ss.nc, ss.nodeRaw, ss.nodeKey, ss.live = a.nc, bytes.Clone(a.call.Result), nodeKey, true
+	ss.nc, ss.nodeRaw, ss.nodeKey = a.nc, bytes.Clone(a.call.Result), nodeKey
 	a.nc.subs[nodeKey] = ss
+	ss.liveLocked()
+}
+
+// liveLocked answers the clients that waited for the node subscription.
+func (ss *sharedSub) liveLocked() {
+	ss.live = true
 	if ss.moved && isHeads(ss.fam) && ss.latest != nil {
 		ss.filling = true
 	}
@@ -179,6 +215,13 @@ func (ss *sharedSub) leaveLocked(cs *clientSub) {
 func (ss *sharedSub) closeLocked() {
 	ss.forgetLocked()
 	ss.closed = true
+	if o := ss.obs; o != nil { // the health checks' own: it stays
+		if o.shared[ss.obsIdx] == ss {
+			o.shared[ss.obsIdx] = nil
+		}
+		ss.obs = nil
+		return
+	}
 	if ss.nc == nil || ss.nc.dead {
 		return
 	}
@@ -201,7 +244,7 @@ func (ss *sharedSub) nodeLost(nc *nodeConn) {
 	if nc != ss.nc {
 		return
 	}
-	ss.live, ss.nc, ss.filling, ss.held, ss.fill = false, nil, false, nil, nil
+	ss.live, ss.nc, ss.filling, ss.held, ss.fill, ss.obs = false, nil, false, nil, nil, nil
 	if len(ss.members) == 0 || ss.closed {
 		ss.forgetLocked()
 		return
