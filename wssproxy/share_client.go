@@ -382,8 +382,12 @@ func (h *shareHub) drainClients() {
 // killClients drops every shared-mode client at once, for Close.
 func (h *shareHub) killClients() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	clients := make([]*shareClient, 0, len(h.clients))
 	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
 		c.cancel()
 		c.ws.CloseNow()
 	}

@@ -424,3 +424,23 @@ func TestShareOutstandingBound(t *testing.T) {
 		t.Errorf("call %d: %+v, want -32005", MaxTrackedCalls+1, r)
 	}
 }
+
+func TestShareShutdown(t *testing.T) {
+	node := startNode(t)
+	p, url := startShared(t, nil, nil, node)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c := dialWS(t, ctx, url)
+	subscribeHeads(t, ctx, c, 1)
+	if got := p.Conns(); got != 1 {
+		t.Errorf("Conns() = %d, want 1", got)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Shutdown(ctx) }()
+	_, _, err := c.Read(ctx)
+	wantClose(t, "shutdown", err, websocket.StatusGoingAway)
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	waitFor(t, "the node connections to close", func() bool { return node.Conns() == 0 })
+}
