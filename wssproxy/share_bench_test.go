@@ -134,7 +134,13 @@ func benchStarts(b *testing.B, mode string, starts int) {
 		if h, ms := hits.Load(), misses.Load(); h+ms > 0 {
 			b.ReportMetric(100*float64(h)/float64(h+ms), "cache-hit-%")
 		}
-		b.ReportMetric(float64(len(node.Seen())-seen0)/float64(res.Starts), "node-calls/start")
+		seen := node.Seen()[seen0:]
+		b.ReportMetric(float64(len(seen))/float64(res.Starts), "node-calls/start")
+		byMethod := map[string]int{}
+		for _, m := range seen {
+			byMethod[m]++
+		}
+		b.Logf("%s: node calls by method for %d starts: %v", mode, res.Starts, byMethod)
 		b.ReportMetric(float64(res.ElapsedMs)/float64(res.Starts), "ms/start")
 	}
 }
