@@ -74,8 +74,9 @@
 // are fetched and delivered), read-only calls in flight are sent again,
 // other calls get a JSON-RPC error, and follows end with a "stop" event.
 // The policy and message limits judge each call as without it;
-// [Options.IdleTimeout] does not apply, and plain HTTP requests are
-// forwarded as without it.
+// [Options.IdleTimeout] does not apply. JSON-RPC POSTs go over the same
+// node connections and cache (but subscription calls, which the node
+// refuses over HTTP); other HTTP requests are forwarded as without it.
 //
 // # Shutdown
 //

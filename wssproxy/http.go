@@ -128,6 +128,8 @@ func (p *Proxy) serveRPCPost(w http.ResponseWriter, r *http.Request) {
 	case len(s.errs) == 0 && len(s.keep) == 0:
 		p.writeRPC(w, nil) // a refused notification: no answer, as from the node
 		return
+	case p.hub != nil && p.serveSharedPost(w, r, s, calls, batch):
+		return
 	case len(s.errs) == 0:
 	case !batch:
 		p.writeRPC(w, s.errs[0])

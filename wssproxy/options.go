@@ -261,8 +261,9 @@ type Options struct {
 	// for everyone (new heads, finalized heads, runtime version, storage
 	// keys, justifications) are opened once on the node and shared; and
 	// answers that cannot change are cached. The method policy and the
-	// per-client limits act as without it. Plain HTTP requests are
-	// forwarded as without it.
+	// per-client limits act as without it. JSON-RPC POSTs go over the
+	// same node connections and cache; other HTTP requests are forwarded
+	// as without it.
 	// The node connections are kept in goroutines until Close or
 	// Shutdown. If nil, each client WebSocket is spliced to a node
 	// connection of its own.

@@ -3,6 +3,8 @@ package wssproxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,5 +195,43 @@ func TestShareKeyNormalised(t *testing.T) {
 	}
 	if _, _, _, ok := shareKey(subscribeOf("author_submitAndWatchExtrinsic"), "author_submitAndWatchExtrinsic", []byte(`["0x00"]`)); ok {
 		t.Error("a watched extrinsic is shared")
+	}
+}
+
+// TestShareHTTPPost: JSON-RPC POSTs in shared mode go over the hub, with
+// the cache and the policy.
+func TestShareHTTPPost(t *testing.T) {
+	node := startNode(t)
+	_, url := startShared(t, nil, nil, node)
+	httpURL := "http" + strings.TrimPrefix(url, "ws")
+	post := func(body string) string {
+		t.Helper()
+		resp, err := http.Post(httpURL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %d %s", body, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	for range 3 {
+		if got := post(`{"jsonrpc":"2.0","id":"h","method":"system_chain","params":[]}`); got != `{"jsonrpc":"2.0","id":"h","result":"Development"}` {
+			t.Errorf("system_chain: %s", got)
+		}
+	}
+	if got := countSeen(node, "system_chain"); got != 1 {
+		t.Errorf("node saw %d system_chain for 3 POSTs, want 1 (cached)", got)
+	}
+	got := post(`[{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys"},{"jsonrpc":"2.0","id":2,"method":"system_name"}]`)
+	if !strings.Contains(got, `"id":1`) || !strings.Contains(got, "-32601") || !strings.Contains(got, `"wssgate rpctest"`) {
+		t.Errorf("batch: %s", got)
+	}
+	// A subscription over HTTP is the node's to refuse, as in splice mode.
+	post(`{"jsonrpc":"2.0","id":3,"method":"chain_subscribeNewHeads","params":[]}`)
+	if got := countSeen(node, "chain_subscribeNewHeads"); got != 1 {
+		t.Errorf("node saw %d chain_subscribeNewHeads over HTTP, want 1", got)
 	}
 }
