@@ -444,3 +444,46 @@ func TestShareShutdown(t *testing.T) {
 	}
 	waitFor(t, "the node connections to close", func() bool { return node.Conns() == 0 })
 }
+
+// TestShareSubscriptionBound: without MaxSubscriptions, a client still
+// cannot hold more than the node's own cap of shares.
+func TestShareSubscriptionBound(t *testing.T) {
+	node := startNode(t)
+	// A backlog for each share's first head at once.
+	_, url := startShared(t, &ShareOptions{ClientBacklog: 4 * shareMaxSubs}, &Options{Policy: DefaultPolicy()}, node)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c := dialWS(t, ctx, url)
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range shareMaxSubs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"chain_subscribeNewHeads","params":[]}`, i)
+	}
+	// Two batches: a batch holds at most 1,000 calls.
+	msg := b.String()
+	cut := strings.Index(msg, `{"jsonrpc":"2.0","id":900,`)
+	send(t, ctx, c, msg[:cut-1]+"]")
+	send(t, ctx, c, "["+msg[cut:]+"]")
+	send(t, ctx, c, `{"jsonrpc":"2.0","id":"over","method":"chain_subscribeNewHeads","params":[]}`)
+	for {
+		_, m, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(m), `"over"`) {
+			continue // the batches' replies, the heads
+		}
+		var r wsMessage
+		json.Unmarshal(m, &r)
+		if r.Error == nil || r.Error.Code != -32005 {
+			t.Errorf("subscription %d: %s, want -32005", shareMaxSubs+1, m)
+		}
+		break
+	}
+	if got := countSeen(node, "chain_subscribeNewHeads"); got != 1 {
+		t.Errorf("node saw %d subscriptions, want 1", got)
+	}
+}
