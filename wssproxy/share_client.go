@@ -123,6 +123,9 @@ func (c *shareClient) run() {
 	c.cancel()
 	wg.Wait()
 	c.ws.CloseNow()
+	c.mu.Lock()
+	c.gone, c.q = true, nil // answers still in flight are dropped
+	c.mu.Unlock()
 	c.leave()
 	m := c.h.p.metrics
 	m.Traffic(sharedUpstream, true, c.inMsgs, c.inBytes)
