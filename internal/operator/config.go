@@ -48,6 +48,8 @@ type Config struct {
 	AllowedOrigins              string  // -allowed-origins
 	AllowAllMethods             bool    // -unsafe-allow-all-methods
 	AllowStorageScans           bool    // -allow-storage-scans
+	Share                       bool    // -share
+	ShareConns                  int     // -share-conns
 
 	ConfigFile string // -config
 	Version    bool   // -version
@@ -145,6 +147,9 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowAllMethods, "unsafe-allow-all-methods", false, "turn the JSON-RPC method policy off: the node's unsafe methods (author_insertKey, ...) become reachable")
 	fs.BoolVar(&c.AllowStorageScans, "allow-storage-scans", false, "let clients call state_getStorageSize(At), which on a key prefix makes the node scan the state with no timeout")
 
+	fs.BoolVar(&c.Share, "share", false, "shared mode: carry every client over a few node connections, share head and storage subscriptions, cache answers that cannot change")
+	fs.IntVar(&c.ShareConns, "share-conns", wssproxy.DefaultShareConnsPerNode, "with -share, connections per node")
+
 	fs.StringVar(&c.ConfigFile, "config", "", "file of NAME=value lines (WSSGATE_LISTEN=:443, ...), re-read on SIGHUP")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 }
@@ -182,7 +187,7 @@ func (c *Config) validate() error {
 		v    float64
 	}{{"-rate", c.Rate}, {"-burst", float64(c.Burst)}, {"-max-conns-per-client", float64(c.MaxConnsPerClient)},
 		{"-max-conns", float64(c.MaxConns)}, {"-max-conns-per-node", float64(c.MaxConnsPerNode)}, {"-msg-rate", c.MsgRate}, {"-msg-burst", float64(c.MsgBurst)},
-		{"-max-subscriptions", float64(c.MaxSubscriptions)}, {"-drain", c.Drain.Seconds()}} {
+		{"-max-subscriptions", float64(c.MaxSubscriptions)}, {"-drain", c.Drain.Seconds()}, {"-share-conns", float64(c.ShareConns)}} {
 		if f.v < 0 {
 			return fmt.Errorf("%s must not be negative", f.name)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -285,5 +286,36 @@ func TestAllowStorageScans(t *testing.T) {
 	}
 	if seen := node.Seen(); !slices.Contains(seen, "state_getStorageSize") {
 		t.Errorf("node saw %v; want state_getStorageSize once allowed", seen)
+	}
+}
+
+// TestShare: with -share, five clients' head subscriptions are one on the
+// node, over the node connections -share-conns asks for.
+func TestShare(t *testing.T) {
+	t.Parallel()
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
+		"-upstream", node.URL(), "-share", "-share-conns", "2", "-health-interval", "-1s")
+	for i := range 5 {
+		c, _, err := dialWSS(t, g.TLS, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reply := call(t, c, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"chain_subscribeNewHeads","params":[]}`, i)); !strings.Contains(reply, `"result"`) {
+			t.Fatalf("subscribe: %s", reply)
+		}
+	}
+	subs := 0
+	for _, m := range node.Seen() {
+		if m == "chain_subscribeNewHeads" {
+			subs++
+		}
+	}
+	if subs != 1 || node.Conns() != 2 {
+		t.Errorf("node saw %d subscriptions on %d connections, want 1 on 2", subs, node.Conns())
 	}
 }

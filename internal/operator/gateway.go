@@ -128,6 +128,9 @@ func (g *gateway) build(c *Config, clientMsg bool) (*generation, error) {
 	if c.MsgRate > 0 {
 		opts.MessageRate, opts.MessageBurst = rate.Limit(c.MsgRate), c.MsgBurst
 	}
+	if c.Share {
+		opts.Share = &wssproxy.ShareOptions{ConnsPerNode: c.ShareConns}
+	}
 	opts.RequestLimit, opts.ConnLimit = &g.request, &g.conn
 	if clientMsg { // only then: without message limits a proxy reads no messages
 		opts.ClientMessageLimit = &g.clientMsg
