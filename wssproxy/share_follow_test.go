@@ -65,6 +65,21 @@ func TestShareChainHeadFollow(t *testing.T) {
 	if r := readMessage(t, ctx, conns[1]); r.Error == nil {
 		t.Errorf("header with another client's follow: %+v, want an error", r)
 	}
+	// An operation: its event reaches its own client only.
+	send(t, ctx, conns[0], `{"jsonrpc":"2.0","id":"op","method":"chainHead_v1_body","params":[`+subs[0]+`,"`+hash+`"]}`)
+	r := readMessage(t, ctx, conns[0])
+	var started struct{ Result, OperationID string }
+	json.Unmarshal(r.Result, &started)
+	if string(r.ID) != `"op"` || started.Result != "started" {
+		t.Fatalf("body: %+v", r)
+	}
+	if ev := followEvent(t, ctx, conns[0], subs[0]); ev["event"] != "operationBodyDone" || ev["operationId"] != started.OperationID {
+		t.Errorf("operation event %v", ev)
+	}
+	send(t, ctx, conns[1], `{"jsonrpc":"2.0","id":"next","method":"system_name"}`)
+	if r := readMessage(t, ctx, conns[1]); string(r.ID) != `"next"` {
+		t.Errorf("the other client got %+v before its own answer", r)
+	}
 	send(t, ctx, conns[0], `{"jsonrpc":"2.0","id":4,"method":"chainHead_v1_unpin","params":[`+subs[0]+`,"`+hash+`"]}`)
 	if r := readMessage(t, ctx, conns[0]); r.Error != nil || string(r.Result) != "null" {
 		t.Errorf("unpin: %+v", r)

@@ -10,7 +10,9 @@ import (
 // The new JSON-RPC API's chainHead_v1 group, as much as a client that
 // follows heads needs: chainHead_v1_follow (initialized, newBlock,
 // bestBlockChanged, finalized events), chainHead_v1_header,
-// chainHead_v1_unpin and chainHead_v1_unfollow. The initialized event names
+// chainHead_v1_body and chainHead_v1_call (operations whose one event,
+// operationBodyDone, operationCallDone or operationError, follows the
+// reply), chainHead_v1_unpin and chainHead_v1_unfollow. The initialized event names
 // the finalized block; blocks between it and the best one are not
 // announced, and a finalized event lists only the newly finalized head.
 //
@@ -22,6 +24,11 @@ import (
 // followBlock.
 const subFollow subKind = 100
 
+// subOperation is a chainHead_v1 operation's pending event: a pseudo
+// subscription that activate sends, after the call's reply, on its follow
+// subscription (keys: the follow's id, the event's JSON).
+const subOperation subKind = 101
+
 const followEvent = "chainHead_v1_followEvent"
 
 func init() {
@@ -29,6 +36,66 @@ func init() {
 	methods["chainHead_v1_unfollow"] = chainHeadUnfollow
 	methods["chainHead_v1_header"] = chainHeadHeader
 	methods["chainHead_v1_unpin"] = chainHeadUnpin
+	methods["chainHead_v1_body"] = chainHeadBody
+	methods["chainHead_v1_call"] = chainHeadCall
+}
+
+// operation starts a chainHead_v1 operation on the follow named by raw,
+// whose one event (made by done from the operation id) follows the reply.
+func (c *call) operation(raw json.RawMessage, hash string, done func(opID string) map[string]any) (any, error) {
+	c.n.mu.Lock()
+	defer c.n.mu.Unlock()
+	if _, err := c.follow(raw); err != nil {
+		return nil, err
+	}
+	if c.n.chain.byHash(strings.ToLower(hash)) == nil {
+		return nil, errInvalidParams("block %s is not pinned", hash)
+	}
+	var followID string
+	json.Unmarshal(raw, &followID)
+	opID := "op-" + rand.Text()[:8]
+	ev, _ := json.Marshal(done(opID))
+	c.conn.subs[opID] = &sub{kind: subOperation, keys: []string{followID, string(ev)}}
+	*c.subs = append(*c.subs, opID)
+	return map[string]any{"result": "started", "operationId": opID}, nil
+}
+
+// chainHeadBody: every block's body is empty.
+func chainHeadBody(c *call) (any, error) {
+	var sub json.RawMessage
+	var hash string
+	if err := c.args(&sub, &hash); err != nil {
+		return nil, err
+	}
+	return c.operation(sub, hash, func(op string) map[string]any {
+		return map[string]any{"event": "operationBodyDone", "operationId": op, "value": []string{}}
+	})
+}
+
+// chainHeadCall runs a runtime call as state_call does.
+func chainHeadCall(c *call) (any, error) {
+	var sub json.RawMessage
+	var hash, fn, data string
+	if err := c.args(&sub, &hash, &fn, &data); err != nil {
+		return nil, err
+	}
+	params, _ := json.Marshal([]string{fn, data})
+	out, callErr := stateCall(&call{n: c.n, params: params})
+	return c.operation(sub, hash, func(op string) map[string]any {
+		if callErr != nil {
+			return map[string]any{"event": "operationError", "operationId": op, "error": callErr.Error()}
+		}
+		return map[string]any{"event": "operationCallDone", "operationId": op, "output": out}
+	})
+}
+
+// endOperation sends an operation's event on its follow subscription;
+// n.mu is held.
+func (c *wsConn) endOperation(id string, s *sub) {
+	delete(c.subs, id)
+	if f := c.subs[s.keys[0]]; f != nil && f.kind == subFollow {
+		c.send(notification(followEvent, s.keys[0], json.RawMessage(s.keys[1])))
+	}
 }
 
 // chainHeadFollow opens a follow subscription; [withRuntime] is recorded

@@ -54,6 +54,15 @@ func TestChainHeadFollow(t *testing.T) {
 	if r := rw(`{"jsonrpc":"2.0","id":2,"method":"chainHead_v1_header","params":[` + sub + `,"` + hash + `"]}`); len(r["result"]) < 100 {
 		t.Errorf("header: %s", r["result"])
 	}
+	r := rw(`{"jsonrpc":"2.0","id":6,"method":"chainHead_v1_call","params":[` + sub + `,"` + hash + `","Metadata_metadata_versions","0x"]}`)
+	var started struct{ Result, OperationID string }
+	json.Unmarshal(r["result"], &started)
+	if started.Result != "started" || started.OperationID == "" {
+		t.Fatalf("call: %v", r)
+	}
+	if ev := event(); ev["event"] != "operationCallDone" || ev["operationId"] != started.OperationID || ev["output"] != "0x080e0000000f000000" {
+		t.Errorf("operation event %v", ev)
+	}
 	if r := rw(`{"jsonrpc":"2.0","id":3,"method":"chainHead_v1_unpin","params":[` + sub + `,"` + hash + `"]}`); string(r["result"]) != "null" {
 		t.Errorf("unpin: %v", r)
 	}

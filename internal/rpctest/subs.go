@@ -127,6 +127,9 @@ func (c *wsConn) activate(resp []byte, ids []string) {
 		case subFollow:
 			c.startFollow(id, s)
 			continue
+		case subOperation:
+			c.endOperation(id, s)
+			continue
 		}
 		c.send(c.n.initial(id, s))
 	}
