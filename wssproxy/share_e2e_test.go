@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,4 +88,40 @@ func TestShareE2EHeads(t *testing.T) {
 	if got := countSeen(node, "chain_subscribeNewHeads"); got != 1 {
 		t.Errorf("node saw %d chain_subscribeNewHeads, want 1", got)
 	}
+}
+
+// TestShareE2EChainHead runs a new-API client (polkadot-api's
+// substrate-client, e2e/follow.mjs: chainHead_v1_follow, header, body and
+// call operations, unpin, unfollow) through shared mode, three at once:
+// each follow is its own on the node, over the shared connections.
+func TestShareE2EChainHead(t *testing.T) {
+	rpctest.RequireE2E(t)
+	node := e2eNode(t) // a block every 200 ms
+	_, url := startShared(t, &ShareOptions{ConnsPerNode: 2}, e2eOptions(t), node)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const clients = 3
+	results := make([]*rpctest.FollowResult, clients)
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() { results[i], errs[i] = rpctest.RunFollow(ctx, url) })
+	}
+	wg.Wait()
+	for i, res := range results {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if res.Runtime == nil || *res.Runtime == "" || res.HeaderBytes < 90 || res.MetadataVersions != "0x080e0000000f000000" ||
+			res.NewBlocks < 2 || res.Finalized < 2 {
+			t.Errorf("client %d: %+v", i, res)
+		}
+	}
+	if got := countSeen(node, "chainHead_v1_follow"); got != clients {
+		t.Errorf("node saw %d follows, want %d", got, clients)
+	}
+	if got := node.Conns(); got > 2 {
+		t.Errorf("node has %d connections, want at most 2", got)
+	}
+	waitFor(t, "the unfollows", func() bool { return countSeen(node, "chainHead_v1_unfollow") == clients })
 }

@@ -169,3 +169,29 @@ func RunStarts(ctx context.Context, url string, env ...string) (*StartsResult, e
 	}
 	return &res, nil
 }
+
+// FollowResult is the output of e2e/follow.mjs.
+type FollowResult struct {
+	Runtime          *string  `json:"runtime"`
+	HeaderBytes      int      `json:"headerBytes"`
+	BodyLength       int      `json:"bodyLength"`
+	MetadataVersions string   `json:"metadataVersions"`
+	NewBlocks        int      `json:"newBlocks"`
+	BestBlockChanged int      `json:"bestBlockChanged"`
+	Finalized        int      `json:"finalized"`
+	Unpinned         int      `json:"unpinned"`
+	Events           []string `json:"events"`
+	ElapsedMs        int      `json:"elapsedMs"`
+}
+
+// RunFollow runs e2e/follow.mjs against url: polkadot-api's
+// substrate-client follows the chain with chainHead_v1_follow, runs header,
+// body and call operations, unpins, waits for BLOCKS new blocks (env)
+// and unfollows. Without a deadline, ctx gets 60 seconds.
+func RunFollow(ctx context.Context, url string, env ...string) (*FollowResult, error) {
+	var res FollowResult
+	if err := runScript(ctx, "follow.mjs", url, env, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
