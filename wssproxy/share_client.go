@@ -181,6 +181,9 @@ func (c *shareClient) handle(msg []byte) *policyClose {
 func (c *shareClient) routeLocked(method string, params, id []byte, col *collector) {
 	c.outstanding++
 	if c.outstanding > MaxTrackedCalls {
+		if subscribeOf(method) != nil {
+			c.sess.subFailed() // judge counted it
+		}
 		c.h.p.metrics.Denied("tracked")
 		col.doneLocked(jsonrpc.AppendError(nil, id, jsonrpc.CodeLimitExceeded,
 			fmt.Sprintf("limit exceeded: at most %d calls awaiting replies per connection", MaxTrackedCalls), ""), nil)

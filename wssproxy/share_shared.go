@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 
+	"github.com/coder/websocket"
 	"github.com/wssgate/wssgate/internal/jsonrpc"
 )
 
@@ -136,9 +137,15 @@ func (ss *sharedSub) opened(a answer) {
 			w.col.doneLocked(replyFor(a, w.id), nil)
 		}
 		ss.waiting = nil
-		if len(ss.members) == 0 {
-			ss.forgetLocked()
-		} // members from before a move stay, and get the next attempt
+		ss.forgetLocked()
+		// Members from before a move cannot be told in the stream that
+		// their subscription is gone: they are closed with 1012, as when
+		// a spliced node goes away, so that they reconnect.
+		for cs := range ss.members {
+			cs.ended = true
+			cs.c.closeAfterQueued(&policyClose{websocket.StatusServiceRestart, "node subscription lost; reconnect"})
+		}
+		clear(ss.members)
 		return
 	}
 	ss.nc, ss.nodeRaw, ss.nodeKey = a.nc, bytes.Clone(a.call.Result), nodeKey
