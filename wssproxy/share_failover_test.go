@@ -184,3 +184,22 @@ func TestShareHealthHeads(t *testing.T) {
 		t.Errorf("the last client's leaving ended the health checks' subscription (%d unsubscribes)", got)
 	}
 }
+
+// TestShareOwnSubscriptionNodeKilled: a client's own subscription with no
+// final event is ended by closing the client with 1012, as splice mode does
+// when the node goes away; it is never left silent.
+func TestShareOwnSubscriptionNodeKilled(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	_, url := startShared(t, &ShareOptions{ConnsPerNode: 1}, &Options{Policy: AllowAll()}, a, b)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c := dialWS(t, ctx, url)
+	// With parameters it is not the shared one: the client's own.
+	send(t, ctx, c, `{"jsonrpc":"2.0","id":1,"method":"chain_subscribeNewHeads","params":["own"]}`)
+	sub := string(readMessage(t, ctx, c).Result)
+	headOf(t, ctx, c, sub)
+	dead, _ := carrier(t, "chain_subscribeNewHeads", a, b)
+	dead.Kill()
+	_, _, err := c.Read(ctx)
+	wantClose(t, "own subscription's node killed", err, websocket.StatusServiceRestart)
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/coder/websocket"
 	"github.com/wssgate/wssgate/internal/jsonrpc"
 )
 
@@ -69,7 +70,8 @@ func (cs *clientSub) notify(nc *nodeConn, method string, result []byte) {
 }
 
 // nodeLost ends the client's own subscription when its node connection
-// drops, with the final event its API defines, if any.
+// drops, with the final event its API defines, or else by closing the
+// client.
 func (cs *clientSub) nodeLost(nc *nodeConn) {
 	if cs.ended {
 		return
@@ -86,6 +88,10 @@ func (cs *clientSub) nodeLost(nc *nodeConn) {
 	}
 	if final != nil {
 		cs.deliver(notification(cs.fam.notification, cs.id, final))
+	} else {
+		// No event says it ended: close the client with 1012, as splice
+		// mode does when its node goes away, so that it subscribes again.
+		cs.c.closeAfterQueued(&policyClose{websocket.StatusServiceRestart, "node connection lost; reconnect"})
 	}
 	cs.ended = true
 	if cs.c.subs != nil {
