@@ -72,7 +72,9 @@
 // [ShareOptions.ClientBacklog] messages wait for it. When a node
 // connection drops, shared subscriptions move to another one (missed heads
 // are fetched and delivered), read-only calls in flight are sent again,
-// other calls get a JSON-RPC error, and follows end with a "stop" event.
+// other calls get a JSON-RPC error, follows end with a "stop" event, and
+// a client holding another subscription of its own there is closed with
+// 1012.
 // The policy and message limits judge each call as without it;
 // [Options.IdleTimeout] does not apply. JSON-RPC POSTs go over the same
 // node connections and cache (but subscription calls, which the node

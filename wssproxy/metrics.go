@@ -22,7 +22,9 @@ type Metrics struct {
 	Refused func(Refusal)
 
 	// ConnOpened is called when a client's WebSocket handshake succeeded
-	// and the client is spliced to the node upstream.
+	// and the client is spliced to the node upstream; in shared mode
+	// upstream is "shared", and the client's traffic is reported when it
+	// ends.
 	ConnOpened func(upstream string)
 
 	// ConnClosed is called once for each connection ConnOpened reported,
