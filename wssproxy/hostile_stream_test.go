@@ -117,19 +117,17 @@ func TestHostileOversized(t *testing.T) {
 }
 
 // TestHostileInvalidFrames: frames that break RFC 6455, sent after a valid
-// handshake, fail the client's connection. coder/websocket sends 1002 for
-// most; for an unmasked frame or a negative length it closes without a
-// close frame, which RFC 6455 section 7.1.7 allows (a close frame is only
-// a SHOULD). The node gets 1001 and none of it.
+// handshake, fail the client's connection with 1002 (protocol error). The
+// node gets 1001 and none of it.
 func TestHostileInvalidFrames(t *testing.T) {
-	const protocolError, noCloseFrame = 1002, -1
+	const protocolError = 1002
 	mask := true
 	tests := []struct {
 		name  string
 		bytes []byte
 		want  int
 	}{
-		{"unmasked frame", frame(0x81, !mask, []byte("hi")), noCloseFrame},
+		{"unmasked frame", frame(0x81, !mask, []byte("hi")), protocolError},
 		{"reserved data opcode 0x3", frame(0x83, mask, []byte("hi")), protocolError},
 		{"reserved control opcode 0xB", frame(0x8b, mask, nil), protocolError},
 		{"fragmented ping", frame(0x09, mask, []byte("p")), protocolError},
@@ -142,7 +140,7 @@ func TestHostileInvalidFrames(t *testing.T) {
 			append(frame(0x01, mask, []byte("a")), frame(0x81, mask, []byte("b"))...), protocolError},
 		{"close with a one-byte payload", frame(0x88, mask, []byte{3}), protocolError},
 		{"close with reserved code 1005", frame(0x88, mask, []byte{0x03, 0xed}), protocolError},
-		{"negative 64-bit length", []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, noCloseFrame},
+		{"negative 64-bit length", []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, protocolError},
 	}
 	node := newRecNode(t, nil)
 	_, addr := serveGateway(t, node.URL(), nil, time.Second, nil)
@@ -215,7 +213,7 @@ func TestHostileBadUTF8(t *testing.T) {
 		ctx := testCtx(t)
 		c := dial(t, "ws://"+addr, nil)
 		var msgs []string
-		for off := bufSize - 3; off < bufSize; off++ { // a 4-byte rune across the copy buffer's end
+		for off := readBufSize - 3; off < readBufSize; off++ { // a 4-byte rune across the copy buffer's end
 			msgs = append(msgs, strings.Repeat("a", off)+"😀"+strings.Repeat("b", 100))
 		}
 		var soup strings.Builder
@@ -339,7 +337,7 @@ func TestHostileBinarySplice(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("seed %d", seed)
-	sizes := []int{1, 2, 125, 126, 127, 128, 1000, bufSize - 1, bufSize, bufSize + 1, 65535, 65536, 65537, 100000, 200 << 10}
+	sizes := []int{1, 2, 125, 126, 127, 128, 1000, readBufSize - 1, readBufSize, readBufSize + 1, 65535, 65536, 65537, 100000, 200 << 10}
 	for range 30 {
 		sizes = append(sizes, 1+rng.IntN(200<<10))
 	}
@@ -401,35 +399,45 @@ func TestHostileBinarySplice(t *testing.T) {
 	fp.settle(t, heapSlack)
 }
 
-// TestHostileStalledFrame: a client that declares a 1 GiB frame and then
-// sends nothing holds the gateway's reader inside the frame. The declared
-// length alone does not trip ReadLimit (coder/websocket counts the bytes it
-// reads), so unanswered pings are what drop it; the node gets 1001 and
-// nothing else.
+// TestHostileStalledFrame: a client that declares a frame and then sends
+// nothing more holds the gateway's reader inside the frame. A declared
+// length over ReadLimit gets 1009 at once; one within it leaves the frame
+// pending, and unanswered pings are what drop the client. Either way the
+// node gets 1001 and nothing else.
 func TestHostileStalledFrame(t *testing.T) {
-	node := newRecNode(t, nil)
-	_, addr := serveGateway(t, node.URL(), &Options{PingInterval: 200 * time.Millisecond, ReadLimit: 1 << 10}, time.Second, nil)
-	fp := takeFootprint()
-	c := dialRaw(t, addr, "")
-	start := time.Now()
-	header := []byte{0x82, 0xff, 0, 0, 0, 0x40, 0, 0, 0, 0, 1, 2, 3, 4} // binary, masked, 1 GiB
-	if _, err := c.Write(append(header, 'x')); err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name   string
+		header []byte
+		want   []int // close codes the client may get; -1: dropped
+	}{
+		{"1 GiB, over the limit", []byte{0x82, 0xff, 0, 0, 0, 0x40, 0, 0, 0, 0, 1, 2, 3, 4}, []int{int(websocket.StatusMessageTooBig)}},
+		{"1000 bytes, within the limit", []byte{0x82, 0xfe, 0x03, 0xe8, 1, 2, 3, 4}, []int{-1, int(websocket.StatusGoingAway)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			node := newRecNode(t, nil)
+			_, addr := serveGateway(t, node.URL(), &Options{PingInterval: 200 * time.Millisecond, ReadLimit: 1 << 10}, time.Second, nil)
+			fp := takeFootprint()
+			c := dialRaw(t, addr, "")
+			start := time.Now()
+			if _, err := c.Write(append(tt.header, 'x')); err != nil {
+				t.Fatal(err)
+			}
+			if code := c.readClose(t); !slices.Contains(tt.want, code) {
+				t.Errorf("client got close code %d, want one of %v (-1: dropped)", code, tt.want)
+			}
+			if d := time.Since(start); d > 8*time.Second {
+				t.Errorf("dropped after %v, want about two PingIntervals", d)
+			}
+			if code := node.end(t); code != websocket.StatusGoingAway {
+				t.Errorf("node's connection ended with %v, want 1001", code)
+			}
+			if m := node.Msgs(); len(m) != 0 {
+				t.Errorf("node received %v, want nothing", m)
+			}
+			c.Close()
+			fp.settle(t, heapSlack)
+		})
 	}
-	if code := c.readClose(t); code != -1 && code != int(websocket.StatusGoingAway) {
-		t.Errorf("client got close code %d, want the connection dropped", code)
-	}
-	if d := time.Since(start); d > 8*time.Second {
-		t.Errorf("dropped after %v, want about two PingIntervals", d)
-	}
-	if code := node.end(t); code != websocket.StatusGoingAway {
-		t.Errorf("node's connection ended with %v, want 1001", code)
-	}
-	if m := node.Msgs(); len(m) != 0 {
-		t.Errorf("node received %v, want nothing", m)
-	}
-	c.Close()
-	fp.settle(t, heapSlack)
 }
 
 // TestHostileSlowFragments: a client that sends one message as slow

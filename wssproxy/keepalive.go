@@ -1,15 +1,19 @@
 package wssproxy
 
 import (
-	"context"
+	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/wssgate/wssgate/internal/wsframe"
 )
 
 // keepalive is one connection's timer: it pings both peers, finds writes
 // that have stalled (a peer that stopped reading) and idle connections.
 // It holds no goroutine between ticks: each tick runs as a time.AfterFunc
-// callback and re-arms the timer.
+// callback and re-arms the timer. Its time is the time package's, so a
+// test runs it on a fake clock inside a testing/synctest bubble.
 type keepalive struct {
 	pc   *proxyConn
 	tick time.Duration
@@ -18,6 +22,9 @@ type keepalive struct {
 	timer   *time.Timer
 	stopped bool
 	running sync.Mutex // held while a tick runs, so stop can wait for it
+
+	pinged atomic.Uint64    // the last ping's number, its payload
+	ponged [2]atomic.Uint64 // by side (client, node): the last ping answered
 
 	// touched only by ticks, which never overlap
 	last      time.Time
@@ -110,35 +117,58 @@ func (k *keepalive) check(elapsed time.Duration) error {
 	k.sincePing += elapsed
 	if o.PingInterval > 0 && k.sincePing >= o.PingInterval {
 		k.sincePing = 0
-		return k.ping(o.PingInterval)
+		if err := k.unanswered(); err != nil {
+			return err
+		}
+		n := k.pinged.Add(1)
+		// In a goroutine of its own: a write to a peer that stopped
+		// reading must not hold up the tick that notices it.
+		go k.ping(n)
 	}
 	return nil
 }
 
-// ping pings both peers at once and waits up to timeout for the pongs.
-func (k *keepalive) ping(timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	nodeErr := make(chan error, 1)
-	go func() { nodeErr <- k.pc.nc.Ping(ctx) }()
-	cerr := k.pc.cc.Ping(ctx)
-	nerr := <-nodeErr
+// unanswered returns the error for a ping, sent a PingInterval ago, that
+// a peer has not answered.
+func (k *keepalive) unanswered() error {
+	n := k.pinged.Load()
+	cerr := k.ponged[sideClient].Load() < n
+	nerr := k.ponged[sideNode].Load() < n
 	// If both are silent, blame the one whose writes are stuck (a client
 	// that stopped reading), else the node: its client then gets a close
 	// frame (1012) and reconnects rather than being dropped unheard, which
 	// also does least harm when an overloaded gateway missed both pongs.
-	if nerr != nil && cerr != nil {
+	if nerr && cerr {
 		if st := &k.pc.stats[toClient]; st.writeStart.Load() != st.writeDone.Load() {
-			nerr = nil
+			nerr = false
 		} else {
-			cerr = nil
+			cerr = false
 		}
 	}
 	switch {
-	case nerr != nil:
+	case nerr:
 		return &sideError{sideNode, errPingTimeout}
-	case cerr != nil:
+	case cerr:
 		return &sideError{sideClient, errPingTimeout}
 	}
 	return nil
+}
+
+// ping sends ping number n to both peers.
+func (k *keepalive) ping(n uint64) {
+	var p [8]byte
+	binary.BigEndian.PutUint64(p[:], n)
+	k.pc.node.out.control(wsframe.AppendControl(nil, wsframe.OpPing, p[:], true, newMaskKey()))
+	k.pc.client.out.control(wsframe.AppendControl(nil, wsframe.OpPing, p[:], false, [4]byte{}))
+}
+
+// pong notes a pong from side s with payload p.
+func (k *keepalive) pong(s side, p []byte) {
+	if k == nil || len(p) != 8 {
+		return
+	}
+	n := binary.BigEndian.Uint64(p)
+	if n <= k.pinged.Load() && n > k.ponged[s].Load() {
+		k.ponged[s].Store(n)
+	}
 }

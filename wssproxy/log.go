@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/internal/wsframe"
 )
 
 // logClose writes the one log line each connection gets when it ends.
@@ -40,6 +40,6 @@ func (pc *proxyConn) logClose() {
 // the gateway's own decision (shutdown), which the codes and reasons
 // already describe: no error to log.
 func normalEnd(ci *closeInfo) bool {
-	return websocket.CloseStatus(ci.err) != -1 || ci.by == sideGateway && errors.Is(ci.err, errShutdown) ||
+	return errors.As(ci.err, new(wsframe.CloseError)) || ci.by == sideGateway && errors.Is(ci.err, errShutdown) ||
 		ci.by == sideGateway && ci.clientReason == reasonShutdown
 }

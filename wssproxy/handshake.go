@@ -1,20 +1,21 @@
 package wssproxy
 
 import (
-	"context"
+	"bufio"
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wssgate/wssgate/internal/wsframe"
 	"github.com/wssgate/wssgate/ratelimit"
 )
 
@@ -69,7 +70,7 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	node, nodeSide, fail := p.dialPool(r, pc)
+	node, sub, fail := p.dialPool(r, pc)
 	if fail != nil {
 		if fail.reason == RefusalConnsNode {
 			w.Header().Set("Retry-After", "5")
@@ -77,27 +78,25 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
 		return
 	}
-	node.SetReadLimit(p.readLimit())
-
 	var subs []string
-	if sp := node.Subprotocol(); sp != "" {
-		subs = []string{sp}
+	if sub != "" {
+		subs = []string{sub}
 	}
 	hc := &hijackCapture{ResponseWriter: w}
-	client, err := websocket.Accept(hc, r, &websocket.AcceptOptions{
+	shell, err := websocket.Accept(hc, r, &websocket.AcceptOptions{
 		Subprotocols:       subs,
 		InsecureSkipVerify: true, // origins were checked before dialing the node
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
 		// Accept has already answered the client.
-		node.Close(websocket.StatusGoingAway, "client handshake failed")
+		node.conn.Write(wsframe.AppendClose(nil, wsframe.StatusGoingAway, "client handshake failed", true, newMaskKey()))
+		node.conn.Close()
 		return
 	}
-	client.SetReadLimit(p.readLimit())
-	pc.cside.Store(hc.side)
-	pc.link(hc.side, nodeSide)
-	// The splice runs on in goroutines of its own, and ServeHTTP returns:
+	shell.CloseNow() // the connection itself is hc.conn
+	client := &socket{conn: hc.conn, side: sideClient, early: hc.early}
+	// The relay runs on in goroutines of its own, and ServeHTTP returns:
 	// net/http then frees this goroutine's stack (deep after a TLS
 	// handshake) and its buffers, which would otherwise be held for the
 	// life of every connection.
@@ -107,6 +106,33 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		defer p.unregister(pc)
 		pc.run(client, node)
 	}()
+}
+
+// hijackCapture takes the client's connection that websocket.Accept
+// hijacks, with any bytes the client sent right after its handshake, and
+// gives the websocket package a shell of it: the package answers the
+// handshake and is then dropped, and the relay owns the connection.
+type hijackCapture struct {
+	http.ResponseWriter
+	conn  net.Conn
+	early []byte
+}
+
+func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil { // the 101, if still buffered
+		c.Close()
+		return nil, nil, err
+	}
+	h.conn = c
+	if n := brw.Reader.Buffered(); n > 0 {
+		h.early = bytes.Clone(must(brw.Reader.Peek(n)))
+	}
+	shell := shellConn{c}
+	return shell, bufio.NewReadWriter(bufio.NewReaderSize(shell, 16), bufio.NewWriterSize(shell, 16)), nil
 }
 
 // allowRequest applies Options.RequestLimit to a handshake or HTTP
@@ -187,141 +213,4 @@ func originHost(pat string) string {
 		return rest
 	}
 	return pat
-}
-
-// dialFailure says why the node could not be dialed: status, reason and
-// msg are for the client (msg names no internal address), cause for logs.
-type dialFailure struct {
-	status int
-	reason string
-	msg    string
-	cause  error
-}
-
-// dialPool dials the pool's nodes in order of preference until one
-// answers, and assigns it to pc. A node that fails is marked unhealthy;
-// one at Options.MaxConnsPerNode is skipped, undialed.
-func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*websocket.Conn, *sideConn, *dialFailure) {
-	var fail *dialFailure
-	full := false
-	for _, b := range p.candidates() {
-		if r.Context().Err() != nil {
-			break
-		}
-		if !b.reserve(p.opts.MaxConnsPerNode) {
-			full = true
-			continue
-		}
-		node, side, f := p.dialNode(r, b)
-		if f == nil {
-			pc.b = b
-			return node, side, nil
-		}
-		b.conns.Add(-1)
-		fail = f
-		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
-			slog.String("client", pc.key), slog.String("upstream", b.host),
-			slog.String("reason", f.msg), slog.String("error", f.cause.Error()))
-		p.recordHealth(b, fmt.Errorf("dial failed: %s", f.msg))
-	}
-	switch {
-	case fail == nil && full:
-		fail = &dialFailure{http.StatusServiceUnavailable, RefusalConnsNode,
-			"every node is at the gateway's connection limit for it; retry later", nil}
-	case fail == nil:
-		fail = &dialFailure{http.StatusBadGateway, RefusalNodeDown, "client went away", r.Context().Err()}
-	}
-	return nil, nil, fail
-}
-
-// dialNode opens node b's WebSocket for client request r.
-func (p *Proxy) dialNode(r *http.Request, b *backend) (*websocket.Conn, *sideConn, *dialFailure) {
-	slot := &nodeSlot{}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), nodeSlotKey{}, slot), p.opts.HandshakeTimeout)
-	defer cancel()
-	start := time.Now()
-	h := http.Header{}
-	for k, v := range p.opts.UpstreamHeader {
-		h[k] = append([]string(nil), v...)
-	}
-	p.forwardedHeaders(h, r)
-	if ua := r.Header.Get("User-Agent"); ua != "" {
-		h.Set("User-Agent", ua)
-	}
-	if o := r.Header.Get("Origin"); o != "" && p.opts.ForwardOrigin {
-		h.Set("Origin", o)
-	}
-	node, resp, err := websocket.Dial(ctx, nodeURL(b.url, r), &websocket.DialOptions{
-		HTTPClient:      p.wsDial,
-		HTTPHeader:      h,
-		Subprotocols:    subprotocols(r),
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	p.metrics.NodeDial(b.host, time.Since(start), err)
-	if err == nil {
-		p.log.LogAttrs(r.Context(), slog.LevelDebug, "wssproxy: node dialed",
-			slog.String("upstream", b.host), slog.Duration("latency", time.Since(start)))
-		return node, slot.side, nil
-	}
-	switch cause := dialCause(err); {
-	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
-		return nil, nil, &dialFailure{http.StatusBadGateway, RefusalNodeRefused, statusCause(resp), err}
-	case ctx.Err() != nil && r.Context().Err() == nil, isTimeout(err):
-		msg := "node did not complete the WebSocket handshake in time"
-		if cause != "timed out" {
-			msg += " (" + cause + ")"
-		}
-		return nil, nil, &dialFailure{http.StatusGatewayTimeout, RefusalNodeTimeout, msg, err}
-	default:
-		return nil, nil, &dialFailure{http.StatusBadGateway, RefusalNodeDown,
-			"node unavailable: " + cause, err}
-	}
-}
-
-// nodeURL joins the client's path and query onto the upstream URL, as
-// httputil.NewSingleHostReverseProxy does.
-func nodeURL(base *url.URL, r *http.Request) string {
-	u := *base
-	if rp := r.URL.EscapedPath(); rp != "" && rp != "/" {
-		u.Path, u.RawPath = joinURLPath(base, r.URL)
-	}
-	switch {
-	case u.RawQuery == "":
-		u.RawQuery = r.URL.RawQuery
-	case r.URL.RawQuery != "":
-		u.RawQuery += "&" + r.URL.RawQuery
-	}
-	return u.String()
-}
-
-func joinURLPath(a, b *url.URL) (string, string) {
-	if a.RawPath == "" && b.RawPath == "" {
-		return singleJoiningSlash(a.Path, b.Path), ""
-	}
-	apath, bpath := a.EscapedPath(), b.EscapedPath()
-	return singleJoiningSlash(a.Path, b.Path), singleJoiningSlash(apath, bpath)
-}
-
-func singleJoiningSlash(a, b string) string {
-	as, bs := strings.HasSuffix(a, "/"), strings.HasPrefix(b, "/")
-	switch {
-	case as && bs:
-		return a + b[1:]
-	case !as && !bs:
-		return a + "/" + b
-	}
-	return a + b
-}
-
-// subprotocols lists the subprotocols the client asked for, in order.
-func subprotocols(r *http.Request) []string {
-	var out []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for p := range strings.SplitSeq(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }
