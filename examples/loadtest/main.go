@@ -52,6 +52,7 @@ type config struct {
 	maxErrors        int64
 	caFile           string
 	insecure, resume bool
+	classic          bool
 	jsonOut          bool
 	conns, size, n   int
 	window           int
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.caFile, "ca", "", "PEM file of certificates to trust for wss:// (e.g. the gateway's cert.pem)")
 	fs.BoolVar(&c.insecure, "insecure", false, "do not verify the server certificate")
 	fs.BoolVar(&c.resume, "resume", false, "handshake: allow TLS session resumption (default: a full handshake every time)")
+	fs.BoolVar(&c.classic, "x25519", false, "offer only the classic X25519 key exchange (default: Go's, X25519MLKEM768 first), to compare like for like with OpenSSL servers")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the results as one JSON object")
 	fs.IntVar(&c.conns, "conns", 1, "connections (rtt, pipe, fanout, idle) or dialing workers (handshake)")
 	fs.IntVar(&c.size, "size", 100, "message size in bytes (requests, replies and pushes)")

@@ -186,6 +186,26 @@ func TestResume(t *testing.T) {
 	}
 }
 
+// TestClassicX25519: -x25519 makes the handshakes use the classic group,
+// and the default takes Go's hybrid one.
+func TestClassicX25519(t *testing.T) {
+	t.Parallel()
+	url, ca := startServe(t, true)
+	for _, tt := range []struct {
+		args  []string
+		curve string
+	}{{nil, "X25519MLKEM768"}, {[]string{"-x25519"}, "X25519"}} {
+		args := append([]string{"-url", url, "-ca", ca, "-mode", "handshake", "-duration", "100ms", "-warmup", "10ms"}, tt.args...)
+		r, err := runJSON(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(r.TLS); len(f) < 3 || f[2] != tt.curve {
+			t.Errorf("%v: TLS %q, want the %s group", tt.args, r.TLS, tt.curve)
+		}
+	}
+}
+
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	url, ca := startServe(t, true)

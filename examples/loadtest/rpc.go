@@ -41,6 +41,9 @@ func newDialer(c *config) (*dialer, error) {
 			return nil, fmt.Errorf("%s holds no PEM certificate", c.caFile)
 		}
 	}
+	if c.classic {
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
 	if c.resume {
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(0)
 	}

@@ -9,13 +9,15 @@
 #   DURATION [5]   seconds measured per run      WARMUP [1]  warm-up seconds
 #   ROUNDS [3]     interleaved rounds (every target once per scenario per round)
 #   IDLE_CONNS ["2000 9500"]  idle connection counts; IDLE_HOLD [5] seconds
-#   TARGETS ["direct-wss wssgate nginx nginx-tuned haproxy"]
-#   SCENARIOS ["rtt1 rtt32 pipe100 pipe64k fanout100 handshake idle"]
+#   TARGETS ["direct-wss wssgate nginx nginx-tuned haproxy caddy"]
+#                  (plus wssgate-base, another build of examples/basic given
+#                  as BASE_BASIC=path, to measure a change before and after)
+#   SCENARIOS ["rtt1 rtt32 pipe100 pipe64k fanout100 handshake handshake-x25519 idle"]
 #   LOAD_CPU [0], SERVER_CPU [1]   taskset pinning (skipped without taskset)
-#   BASE_PORT [18440]              ports BASE_PORT..BASE_PORT+5
+#   BASE_PORT [18440]              ports BASE_PORT..BASE_PORT+7
 #   OUT [a new /tmp dir]           configs, logs and results.jsonl
 #
-# Installs nginx and haproxy from Debian packages when missing (root).
+# Installs nginx, haproxy and caddy from Debian packages when missing (root).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,8 +26,9 @@ WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 IDLE_CONNS=${IDLE_CONNS:-"2000 9500"}
 IDLE_HOLD=${IDLE_HOLD:-5}
-TARGETS=${TARGETS:-"direct-wss wssgate nginx nginx-tuned haproxy"}
-SCENARIOS=${SCENARIOS:-"rtt1 rtt32 pipe100 pipe64k fanout100 handshake idle"}
+BASE_BASIC=${BASE_BASIC:-}
+TARGETS=${TARGETS:-"direct-wss wssgate${BASE_BASIC:+ wssgate-base} nginx nginx-tuned haproxy caddy"}
+SCENARIOS=${SCENARIOS:-"rtt1 rtt32 pipe100 pipe64k fanout100 handshake handshake-x25519 idle"}
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 BASE_PORT=${BASE_PORT:-18440}
@@ -34,7 +37,8 @@ mkdir -p "$OUT/bin" "$OUT/logs" "$OUT/nginx/logs"
 
 UP_PORT=$BASE_PORT
 declare -A PORT=([direct-wss]=$((BASE_PORT + 1)) [wssgate]=$((BASE_PORT + 2))
-	[nginx]=$((BASE_PORT + 3)) [nginx-tuned]=$((BASE_PORT + 4)) [haproxy]=$((BASE_PORT + 5)))
+	[nginx]=$((BASE_PORT + 3)) [nginx-tuned]=$((BASE_PORT + 4)) [haproxy]=$((BASE_PORT + 5))
+	[caddy]=$((BASE_PORT + 6)) [wssgate-base]=$((BASE_PORT + 7)))
 declare -A PID=() # server name -> pid we started
 
 log() { printf '%s\n' "compare: $*" >&2; }
@@ -73,10 +77,10 @@ wait_port() { # wait_port PORT NAME
 }
 
 install_peers() {
-	if command -v nginx >/dev/null && command -v haproxy >/dev/null; then return; fi
-	log "installing nginx and haproxy"
+	if command -v nginx >/dev/null && command -v haproxy >/dev/null && command -v caddy >/dev/null; then return; fi
+	log "installing nginx, haproxy and caddy"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy caddy >/dev/null
 }
 
 build() {
@@ -152,6 +156,24 @@ backend node
 EOF
 }
 
+write_caddy_conf() {
+	mkdir -p "$OUT/caddy"
+	cat >"$OUT/caddy/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+	storage file_system $OUT/caddy/data
+	log {
+		output discard
+	}
+}
+https://127.0.0.1:${PORT[caddy]} {
+	tls $CERT $KEY
+	reverse_proxy 127.0.0.1:$UP_PORT
+}
+EOF
+}
+
 # start_server NAME: start one server (nginx serves nginx and nginx-tuned).
 start_server() {
 	local name=$1 logf="$OUT/logs/$1.log"
@@ -162,6 +184,11 @@ start_server() {
 	# shellcheck disable=SC2086 # GATEWAY_FLAGS is a list of flags
 	wssgate) "${PIN_SERVER[@]}" "$OUT/bin/basic" -listen "127.0.0.1:${PORT[$name]}" \
 		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $GATEWAY_FLAGS >"$logf" 2>&1 & ;;
+	# shellcheck disable=SC2086
+	wssgate-base) "${PIN_SERVER[@]}" "$BASE_BASIC" -listen "127.0.0.1:${PORT[$name]}" -admin-listen "" \
+		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $GATEWAY_FLAGS >"$logf" 2>&1 & ;;
+	caddy) XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy "${PIN_SERVER[@]}" caddy run \
+		--config "$OUT/caddy/Caddyfile" --adapter caddyfile >"$logf" 2>&1 & ;;
 	nginx) "${PIN_SERVER[@]}" nginx -p "$OUT/nginx" -e "$OUT/nginx/logs/error.log" \
 		-c "$OUT/nginx/nginx.conf" -g 'daemon off;' >"$logf" 2>&1 & ;;
 	haproxy) "${PIN_SERVER[@]}" haproxy -db -f "$OUT/haproxy.cfg" >"$logf" 2>&1 & ;;
@@ -186,6 +213,7 @@ scenario_args() {
 	pipe64k) echo "-method bench_echo -mode pipe -conns 1 -window 64 -size 65536 $t" ;;
 	fanout100) echo "-mode fanout -conns 4 -size 100 $t" ;;
 	handshake) echo "-method bench_echo -mode handshake -conns 4 -size 100 $t" ;;
+	handshake-x25519) echo "-method bench_echo -mode handshake -x25519 -conns 4 -size 100 $t" ;;
 	idle*) echo "-mode idle -conns ${1#idle} -ramp 64 -hold ${IDLE_HOLD}s" ;;
 	esac
 }
@@ -221,6 +249,7 @@ main() {
 	GATEWAY_FLAGS=$(gateway_flags)
 	write_nginx_conf
 	write_haproxy_conf
+	write_caddy_conf
 	local scenarios=() s t r servers=()
 	for s in $SCENARIOS; do
 		if [[ $s == idle ]]; then
@@ -248,17 +277,19 @@ report() {
 	command -v taskset >/dev/null && cpus="load generator on CPU $LOAD_CPU, servers and upstream on CPU $SERVER_CPU"
 	cat <<EOF
 
-## wssgate vs nginx vs haproxy (loopback, wss:// in, ws:// echo upstream)
+## wssgate vs nginx vs haproxy vs caddy (loopback, wss:// in, ws:// echo upstream)
 
 - $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs; $cpus; ROUNDS=$ROUNDS DURATION=${DURATION}s WARMUP=${WARMUP}s IDLE_HOLD=${IDLE_HOLD}s
 - direct-wss: loadtest -mode serve with TLS (the floor: no proxy hop)
 - wssgate: examples/basic -cert/-key, flags: ${GATEWAY_FLAGS:-none} ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))
 - nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'): worker_processes auto, proxy_http_version 1.1, Upgrade/Connection "upgrade", proxy_read_timeout 3600s, default proxy_buffer_size
 - nginx-tuned: the same nginx, another server block with proxy_buffer_size 64k (and proxy_buffers 8 64k, proxy_busy_buffers_size 128k, which nginx requires with it)
+- wssgate-base: ${BASE_BASIC:-not measured}, the same flags
+- caddy $(caddy version 2>/dev/null | awk '{print $1}'): reverse_proxy to the upstream, tls with the same cert, logs discarded
 - haproxy $(haproxy -v | head -1 | awk '{print $3}'): mode http, timeout tunnel 1h, bind ssl crt, alpn http/1.1, maxconn 9800
 - idle: each target restarted before the run; VmRSS of the process and its children (nginx workers), (max(after open, end of hold) - before) / opened
 - client: loadtest, Go crypto/tls (TLS 1.3, no session resumption), 100 B JSON-RPC bench_echo calls
-- handshakes: Go's client offers X25519MLKEM768 first; the Go servers (direct-wss, wssgate) take it, while nginx and haproxy on OpenSSL $(openssl version | awk '{print $2}') cannot and use a classic group, so their handshakes are cheaper key exchanges
+- handshakes: Go's client offers X25519MLKEM768 first; the Go servers (direct-wss, wssgate, caddy) take it, while nginx and haproxy on OpenSSL $(openssl version | awk '{print $2}') cannot and use a classic group, so their handshakes are cheaper key exchanges; handshake-x25519 offers only X25519, like for like
 
 EOF
 	"$OUT/bin/aggregate" -baseline direct-wss "$OUT/results.jsonl"

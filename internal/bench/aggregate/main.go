@@ -59,8 +59,13 @@ func metrics(scenario string) []metric {
 		return []metric{{"fanout 100 B, msgs/s received", "msgs_per_s", 1, "%.0f", true}}
 	case scenario == "handshake":
 		return []metric{
-			{"handshakes/s (full TLS)", "conns_per_s", 1, "%.0f", true},
+			{"handshakes/s (full TLS, client offers X25519MLKEM768)", "conns_per_s", 1, "%.0f", true},
 			{"handshake p50 ms", "latency_us.p50", 1e-3, "%.2f", false},
+		}
+	case scenario == "handshake-x25519":
+		return []metric{
+			{"handshakes/s (full TLS, classic X25519 only)", "conns_per_s", 1, "%.0f", true},
+			{"handshake p50 ms, X25519", "latency_us.p50", 1e-3, "%.2f", false},
 		}
 	case strings.HasPrefix(scenario, "idle"):
 		return []metric{{"idle " + strings.TrimPrefix(scenario, "idle") + " conns, KiB/conn", "idle.kib_per_conn", 1, "%.1f", false}}
