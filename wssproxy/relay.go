@@ -132,33 +132,32 @@ func (c *copier) release() {
 	}
 }
 
-// read reads more from src. At a frame boundary, with nothing unread, it
-// first sends what the gather holds (the read may block) and blocks on
-// the copier's own small buffer rather than a pooled one. Inside a frame
-// more bytes are due, so it keeps gathering and reads into a pooled
-// buffer.
+// read reads more from src. It first sends what the gather holds, since
+// the read may block: so the frames of one read go out in one write. With
+// nothing unread and no frame in progress it blocks on the copier's own
+// small buffer rather than a pooled one; otherwise it reads into a pooled
+// buffer, after what is unread.
 func (c *copier) read() error {
 	if c.rerr != nil {
 		return &sideError{c.src.side, c.rerr}
 	}
+	if err := c.dst.out.flush(); err != nil {
+		return &sideError{c.dst.side, err}
+	}
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
-	if c.w == 0 && c.rem == 0 {
-		if err := c.dst.out.flush(); err != nil {
-			return &sideError{c.dst.side, err}
-		}
+	switch {
+	case c.w == 0 && c.rem == 0:
 		if c.pooled != nil {
 			readPool.Put(c.pooled)
 			c.pooled, c.buf = nil, c.idle[:]
 		}
-	} else {
-		if c.pooled == nil {
-			c.grow(readBufSize)
-		} else if c.r > 0 {
-			c.w = copy(c.buf, c.buf[c.r:c.w])
-			c.r = 0
-		}
+	case c.pooled == nil:
+		c.grow(readBufSize)
+	case c.r > 0:
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
 	}
 	n, err := c.src.conn.Read(c.buf[c.w:])
 	c.w += n
