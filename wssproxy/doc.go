@@ -14,11 +14,25 @@
 //
 // For each WebSocket handshake the proxy dials the node first, so a node
 // that is down costs the client an HTTP 502 with a reason rather than a
-// socket that dies at once; then it accepts the client and copies messages
+// socket that dies at once; then it accepts the client and relays frames
 // both ways, preserving type, boundaries and order, streaming long messages
 // so memory per connection stays bounded. Close codes and reasons pass
 // both ways. Plain HTTP requests (JSON-RPC POSTs, GET /health) are
 // forwarded to the node's http:// (https:// for wss://) URL.
+//
+// # The relay
+//
+// github.com/coder/websocket performs both handshakes (the client's and
+// the node's) and is then dropped: the hot path uses no WebSocket
+// library. The relay reads RFC 6455 frames itself (internal/wsframe) and
+// passes them on as they came (a client's masked frames go to the node
+// still masked), checks what RFC 6455 asks a server to check of a client
+// (masking, reserved bits, opcodes, control frames, fragmentation, UTF-8
+// of text and close reasons: 1002 or 1007 otherwise), unmasks a copy only
+// of what the JSON-RPC inspection must read, and builds a frame only for a
+// message the inspection changed. The frames of one read go out in one
+// write. A connection holds a pooled read or write buffer only while data
+// is in flight.
 //
 // # Security
 //
@@ -51,8 +65,10 @@
 // reaches the client as 1012 (service restart) since the gateway stays.
 // Otherwise: a client that vanishes, stops answering pings or stops
 // reading leaves the node a 1001 (going away); a node that vanishes or
-// stops answering pings leaves the client a 1012 so it reconnects; a message over [Options.ReadLimit] gets its sender 1009;
-// [Proxy.Shutdown] sends both 1001.
+// stops answering pings leaves the client a 1012 so it reconnects; a
+// message over [Options.ReadLimit] gets its sender 1009 (at the frame
+// header that declares it); a frame that breaks RFC 6455 gets its sender
+// 1002; [Proxy.Shutdown] sends both 1001.
 //
 // # Shared mode
 //

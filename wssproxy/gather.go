@@ -64,8 +64,7 @@ func (g *gather) putFrame(h wsframe.Header, p []byte, mask bool, msgEnd bool) er
 	if g.closed {
 		return nil
 	}
-	var hb [wsframe.MaxHeaderLen]byte
-	err := g.appendLocked(wsframe.AppendHeader(hb[:0], h))
+	err := g.headerLocked(h)
 	if !mask && err == nil {
 		err = g.appendLocked(p)
 	}
@@ -84,6 +83,24 @@ func (g *gather) putFrame(h wsframe.Header, p []byte, mask bool, msgEnd bool) er
 	}
 	g.endLocked(msgEnd)
 	return err
+}
+
+// headerLocked appends a frame header, in the buffer itself (a header
+// on the stack would escape through conn.Write).
+func (g *gather) headerLocked(h wsframe.Header) error {
+	if g.err != nil {
+		return g.err
+	}
+	if g.buf != nil && len(*g.buf)+wsframe.MaxHeaderLen > gatherMax {
+		if err := g.flushLocked(); err != nil {
+			return err
+		}
+	}
+	if g.buf == nil {
+		g.buf = gatherPool.Get().(*[]byte)
+	}
+	*g.buf = wsframe.AppendHeader(*g.buf, h)
+	return nil
 }
 
 func (g *gather) endLocked(msgEnd bool) {
