@@ -96,10 +96,12 @@ func (pc *proxyConn) run(client, node *socket) {
 	defer node.conn.Close()
 	defer client.conn.Close()
 	if pc.draining.Load() {
+		// Shutdown came during the handshake: both sides get 1001 at
+		// once, and the copiers wait for their answers as after any close.
 		pc.finish(&sideError{sideGateway, errShutdown})
-		return
+	} else {
+		pc.ka = startKeepalive(pc)
 	}
-	pc.ka = startKeepalive(pc)
 	errc := make(chan error, 1)
 	go func() { errc <- newCopier(pc, toNode, client, node).run() }()
 	newCopier(pc, toClient, node, client).run() // the second copier
