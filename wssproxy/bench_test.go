@@ -223,6 +223,7 @@ func BenchmarkIdleConn(b *testing.B) {
 				runtime.GC()
 				runtime.ReadMemStats(&after)
 				b.ReportMetric(float64(after.HeapInuse-before.HeapInuse+after.StackInuse-before.StackInuse)/n, "B/conn")
+				b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-B/conn")
 				b.ReportMetric(float64(runtime.NumGoroutine()-g0)/n, "goroutines/conn")
 				for _, c := range conns {
 					c.CloseNow()
