@@ -50,6 +50,7 @@ type copier struct {
 	pooled *[]byte // from readPool while data is in flight
 	r, w   int     // unread bytes are buf[r:w]
 	rerr   error   // a read error that came with data, returned after it
+	full   bool    // the last read filled the buffer
 
 	frag   wsframe.Fragments
 	msgLen int64       // payload bytes of the message so far
@@ -133,22 +134,27 @@ func (c *copier) release() {
 }
 
 // read reads more from src. It first sends what the gather holds, since
-// the read may block: so the frames of one read go out in one write. With
-// nothing unread and no frame in progress it blocks on the copier's own
-// small buffer rather than a pooled one; otherwise it reads into a pooled
-// buffer, after what is unread.
+// the read may block, so the frames of one read go out in one write;
+// except after a read that filled its buffer while the socket already
+// holds more (a burst: a fan-out of new heads, a client pipelining
+// calls), which it gathers too. With nothing unread and no frame in
+// progress it blocks on the copier's own small buffer rather than a pooled
+// one; otherwise it reads into a pooled buffer, after what is unread.
 func (c *copier) read() error {
 	if c.rerr != nil {
 		return &sideError{c.src.side, c.rerr}
 	}
-	if err := c.dst.out.flush(); err != nil {
-		return &sideError{c.dst.side, err}
+	burst := c.full && pending(c.src.conn) > 0
+	if !burst {
+		if err := c.dst.out.flush(); err != nil {
+			return &sideError{c.dst.side, err}
+		}
 	}
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
 	switch {
-	case c.w == 0 && c.rem == 0:
+	case c.w == 0 && c.rem == 0 && !burst:
 		if c.pooled != nil {
 			readPool.Put(c.pooled)
 			c.pooled, c.buf = nil, c.idle[:]
@@ -161,6 +167,7 @@ func (c *copier) read() error {
 	}
 	n, err := c.src.conn.Read(c.buf[c.w:])
 	c.w += n
+	c.full = c.w == len(c.buf)
 	if n > 0 {
 		c.rerr = err
 		return nil
