@@ -140,6 +140,7 @@ func TestHostileInvalidFrames(t *testing.T) {
 			append(frame(0x01, mask, []byte("a")), frame(0x81, mask, []byte("b"))...), protocolError},
 		{"close with a one-byte payload", frame(0x88, mask, []byte{3}), protocolError},
 		{"close with reserved code 1005", frame(0x88, mask, []byte{0x03, 0xed}), protocolError},
+		{"close reason not UTF-8", frame(0x88, mask, []byte{0x03, 0xe8, 0xff}), 1007},
 		{"negative 64-bit length", []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, protocolError},
 	}
 	node := newRecNode(t, nil)

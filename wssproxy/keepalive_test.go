@@ -91,6 +91,13 @@ func (pp *pipePeer) write(b []byte) {
 // opts, and returns the client and node peers and a channel that is
 // closed when the relay has ended.
 func relayPipes(t *testing.T, opts *Options, clientAnswers, nodeAnswers bool) (client, node *pipePeer, pc *proxyConn, ended chan struct{}) {
+	cPeer, nPeer, pc, ended := relayConns(t, opts)
+	return newPipePeer(cPeer, true, clientAnswers), newPipePeer(nPeer, false, nodeAnswers), pc, ended
+}
+
+// relayConns runs a relay under a Proxy with opts between two net.Pipes,
+// and returns their far ends: the client's and the node's.
+func relayConns(t *testing.T, opts *Options) (cPeer, nPeer net.Conn, pc *proxyConn, ended chan struct{}) {
 	o := *opts
 	o.HealthInterval = -1
 	o.Logger = slog.New(slog.DiscardHandler)
@@ -103,8 +110,6 @@ func relayPipes(t *testing.T, opts *Options, clientAnswers, nodeAnswers bool) (c
 	pc.b.conns.Add(1)
 	cGate, cPeer := net.Pipe()
 	nGate, nPeer := net.Pipe()
-	client = newPipePeer(cPeer, true, clientAnswers)
-	node = newPipePeer(nPeer, false, nodeAnswers)
 	ended = make(chan struct{})
 	go func() {
 		defer close(ended)
@@ -113,7 +118,7 @@ func relayPipes(t *testing.T, opts *Options, clientAnswers, nodeAnswers bool) (c
 		cPeer.Close()
 		nPeer.Close()
 	}()
-	return client, node, pc, ended
+	return cPeer, nPeer, pc, ended
 }
 
 func TestKeepaliveIdleTimeout(t *testing.T) {

@@ -52,6 +52,7 @@ type proxyConn struct {
 
 	mu           sync.Mutex // guards client and node until run sets them
 	client, node *socket
+	copiers      [2]*copier // by direction, once run starts them
 
 	draining  atomic.Bool  // Shutdown has begun closing this connection
 	ending    atomic.Bool  // finish has begun
@@ -102,9 +103,10 @@ func (pc *proxyConn) run(client, node *socket) {
 	} else {
 		pc.ka = startKeepalive(pc)
 	}
+	pc.copiers = [2]*copier{newCopier(pc, toNode, client, node), newCopier(pc, toClient, node, client)}
 	errc := make(chan error, 1)
-	go func() { errc <- newCopier(pc, toNode, client, node).run() }()
-	newCopier(pc, toClient, node, client).run() // the second copier
+	go func() { errc <- pc.copiers[toNode].run() }()
+	pc.copiers[toClient].run() // the second copier
 	<-errc
 	pc.ka.stop()
 	client.out.drop()

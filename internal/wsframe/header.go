@@ -52,7 +52,8 @@ type Header struct {
 var ErrShort = errors.New("wsframe: incomplete header")
 
 // ErrLength means a 64-bit payload length has its top bit set (RFC 6455
-// section 5.2 forbids it), or a length was not in its shortest form.
+// section 5.2 forbids it). A length not in its shortest form is accepted,
+// as most implementations do.
 var ErrLength = errors.New("wsframe: invalid payload length")
 
 // ParseHeader parses the header at the start of b and returns it with its
