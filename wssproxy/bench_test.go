@@ -232,3 +232,23 @@ func BenchmarkIdleConn(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHandshake measures a WebSocket handshake through the proxy
+// (client upgrade, node dial and upgrade, relay start) and its close,
+// without TLS, so that the proxy's own work in the upgrade path shows.
+func BenchmarkHandshake(b *testing.B) {
+	for _, line := range benchLines {
+		b.Run(line, func(b *testing.B) {
+			url := benchTarget(b, benchUpstream(b, "echo"), line)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				c, _, err := websocket.Dial(ctx, url, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.CloseNow()
+			}
+		})
+	}
+}

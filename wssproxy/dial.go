@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +15,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // dialFailure says why the node could not be dialed: status, reason and
@@ -64,8 +66,7 @@ func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*socket, string, *dial
 }
 
 // dialNode opens node b's WebSocket for client request r, and returns its
-// socket and subprotocol. The websocket package does the handshake, on a
-// connection of upgradeTransport's; the relay then takes the connection.
+// socket and subprotocol.
 func (p *Proxy) dialNode(r *http.Request, b *backend) (*socket, string, *dialFailure) {
 	slot := &nodeSlot{}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), nodeSlotKey{}, slot), p.opts.HandshakeTimeout)
@@ -82,21 +83,14 @@ func (p *Proxy) dialNode(r *http.Request, b *backend) (*socket, string, *dialFai
 	if o := r.Header.Get("Origin"); o != "" && p.opts.ForwardOrigin {
 		h.Set("Origin", o)
 	}
-	node, resp, err := websocket.Dial(ctx, nodeURL(b.url, r), &websocket.DialOptions{
-		HTTPClient:      p.wsDial,
-		HTTPHeader:      h,
-		Subprotocols:    subprotocols(r),
-		CompressionMode: websocket.CompressionDisabled,
-	})
+	resp, err := p.upgradeNode(ctx, nodeURL(b.url, r), h, subprotocols(r))
 	p.metrics.NodeDial(b.host, time.Since(start), err)
 	if err == nil {
 		p.log.LogAttrs(r.Context(), slog.LevelDebug, "wssproxy: node dialed",
 			slog.String("upstream", b.host), slog.Duration("latency", time.Since(start)))
-		sub := node.Subprotocol()
-		node.CloseNow() // the shell: the connection itself is slot.conn
-		return &socket{conn: slot.conn, side: sideNode, early: slot.early}, sub, nil
+		return &socket{conn: slot.conn, side: sideNode, early: slot.early}, resp.Header.Get("Sec-WebSocket-Protocol"), nil
 	}
-	if slot.conn != nil { // a 101 the websocket package refused
+	if slot.conn != nil { // a 101 that breaks RFC 6455
 		slot.conn.Close()
 	}
 	switch cause := dialCause(err); {
@@ -162,6 +156,60 @@ func subprotocols(r *http.Request) []string {
 	return out
 }
 
+// upgradeNode performs the opening handshake of RFC 6455 section 4.1 with
+// the node at rawURL, offering subprotocols subs, on a connection of the
+// proxy's upgradeTransport, which leaves the connection in ctx's nodeSlot.
+// A response other than 101 is returned with an error; h becomes the
+// request's header.
+func (p *Proxy) upgradeNode(ctx context.Context, rawURL string, h http.Header, subs []string) (*http.Response, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	u.Scheme = map[string]string{"ws": "http", "wss": "https"}[u.Scheme]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	key := base64.StdEncoding.EncodeToString(nonce[:])
+	req.Header = h
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", "websocket")
+	h.Set("Sec-WebSocket-Version", "13")
+	h.Set("Sec-WebSocket-Key", key)
+	if len(subs) > 0 {
+		h.Set("Sec-WebSocket-Protocol", strings.Join(subs, ","))
+	}
+	resp, err := p.wsDial.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body.Close()
+		return resp, fmt.Errorf("wssproxy: node answered the upgrade with %s", resp.Status)
+	}
+	sub := resp.Header.Get("Sec-WebSocket-Protocol")
+	switch {
+	case !hasToken(resp.Header, "Connection", "upgrade"), !hasToken(resp.Header, "Upgrade", "websocket"):
+		err = errors.New("wssproxy: node's 101 lacks Connection: Upgrade or Upgrade: websocket")
+	case resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(key):
+		err = errors.New("wssproxy: node's 101 has a wrong Sec-WebSocket-Accept")
+	case sub != "" && !slices.Contains(subs, sub):
+		err = fmt.Errorf("wssproxy: node chose subprotocol %q, which was not offered", sub)
+	case resp.Header.Get("Sec-WebSocket-Extensions") != "":
+		err = errors.New("wssproxy: node chose an extension, which was not offered")
+	}
+	return resp, err
+}
+
+// acceptKey is the Sec-WebSocket-Accept for a Sec-WebSocket-Key.
+func acceptKey(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
 // nodeSlot receives, through the dial's context, the node's connection
 // and any bytes the node sent right after its 101, as upgradeTransport
 // reads them.
@@ -174,9 +222,8 @@ type nodeSlotKey struct{}
 
 // upgradeTransport is the http.RoundTripper of WebSocket dials to nodes:
 // it performs the upgrade request on a new connection of its own. On a
-// 101 it puts the connection in the request's nodeSlot and gives the
-// websocket package an inert body instead, so that the package checks the
-// handshake but never reads, writes or holds buffers on the connection.
+// 101 it puts the connection, and any bytes the node sent after it, in the
+// request's nodeSlot for the relay, and gives the response an empty body.
 type upgradeTransport struct {
 	dialer      *net.Dialer
 	dialTimeout time.Duration
@@ -206,7 +253,7 @@ func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			return nil, errors.New("wssproxy: upgrade dial without a node slot")
 		}
 		slot.conn, slot.early = conn, early
-		resp.Body = shellConn{}
+		resp.Body = http.NoBody
 	}
 	return resp, nil
 }
@@ -277,13 +324,3 @@ func (b *closeBody) Close() error {
 	b.ReadCloser.Close()
 	return b.conn.Close()
 }
-
-// shellConn stands in for a connection the relay has taken, so that the
-// websocket package can complete a handshake on it and then be dropped:
-// it reads nothing, discards writes and closes nothing. Its embedded Conn
-// (nil for a node's) answers address queries.
-type shellConn struct{ net.Conn }
-
-func (shellConn) Read([]byte) (int, error)    { return 0, io.EOF }
-func (shellConn) Write(p []byte) (int, error) { return len(p), nil }
-func (shellConn) Close() error                { return nil }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -214,3 +215,13 @@ func originHost(pat string) string {
 	}
 	return pat
 }
+
+// shellConn stands in for the client's connection, which the relay
+// takes, so that the websocket package can answer the handshake on it and
+// then be dropped: it reads nothing, discards writes and closes nothing;
+// its embedded Conn answers address queries.
+type shellConn struct{ net.Conn }
+
+func (shellConn) Read([]byte) (int, error)    { return 0, io.EOF }
+func (shellConn) Write(p []byte) (int, error) { return len(p), nil }
+func (shellConn) Close() error                { return nil }
