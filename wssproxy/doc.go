@@ -22,17 +22,18 @@
 //
 // # The relay
 //
-// github.com/coder/websocket performs both handshakes (the client's and
-// the node's) and is then dropped: the hot path uses no WebSocket
-// library. The relay reads RFC 6455 frames itself (internal/wsframe) and
-// passes them on as they came (a client's masked frames go to the node
+// No WebSocket library is on the connection's path: the proxy answers the
+// client's handshake and makes the node's (RFC 6455 section 4) with
+// net/http, and then relays RFC 6455 frames itself (internal/wsframe). It
+// passes frames on as they came (a client's masked frames go to the node
 // still masked), checks what RFC 6455 asks a server to check of a client
 // (masking, reserved bits, opcodes, control frames, fragmentation, UTF-8
 // of text and close reasons: 1002 or 1007 otherwise), unmasks a copy only
 // of what the JSON-RPC inspection must read, and builds a frame only for a
 // message the inspection changed. The frames of one read go out in one
 // write. A connection holds a pooled read or write buffer only while data
-// is in flight.
+// is in flight. (github.com/coder/websocket serves the tests, the examples
+// and its status code constants.)
 //
 // # Security
 //

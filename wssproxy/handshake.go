@@ -1,21 +1,18 @@
 package wssproxy
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"path"
 	"strconv"
 	"strings"
 
-	"github.com/coder/websocket"
 	"github.com/wssgate/wssgate/internal/wsframe"
 	"github.com/wssgate/wssgate/ratelimit"
 )
@@ -79,24 +76,14 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
 		return
 	}
-	var subs []string
-	if sub != "" {
-		subs = []string{sub}
-	}
-	hc := &hijackCapture{ResponseWriter: w}
-	shell, err := websocket.Accept(hc, r, &websocket.AcceptOptions{
-		Subprotocols:       subs,
-		InsecureSkipVerify: true, // origins were checked before dialing the node
-		CompressionMode:    websocket.CompressionDisabled,
-	})
+	client, err := acceptClient(w, r, sub)
 	if err != nil {
-		// Accept has already answered the client.
+		p.log.LogAttrs(r.Context(), slog.LevelInfo, "wssproxy: client handshake failed",
+			slog.String("client", pc.key), slog.String("error", err.Error()))
 		node.conn.Write(wsframe.AppendClose(nil, wsframe.StatusGoingAway, "client handshake failed", true, newMaskKey()))
 		node.conn.Close()
 		return
 	}
-	shell.CloseNow() // the connection itself is hc.conn
-	client := &socket{conn: hc.conn, side: sideClient, early: hc.early}
 	// The relay runs on in goroutines of its own, and ServeHTTP returns:
 	// net/http then frees this goroutine's stack (deep after a TLS
 	// handshake) and its buffers, which would otherwise be held for the
@@ -109,31 +96,32 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// hijackCapture takes the client's connection that websocket.Accept
-// hijacks, with any bytes the client sent right after its handshake, and
-// gives the websocket package a shell of it: the package answers the
-// handshake and is then dropped, and the relay owns the connection.
-type hijackCapture struct {
-	http.ResponseWriter
-	conn  net.Conn
-	early []byte
-}
-
-func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+// acceptClient answers the client's checked handshake with 101, choosing
+// the node's subprotocol sub (which the client offered: the node chose it
+// from the client's list), and takes the connection, with any bytes the
+// client sent right after its handshake, for the relay.
+func acceptClient(w http.ResponseWriter, r *http.Request, sub string) (*socket, error) {
+	h := w.Header()
+	h.Set("Upgrade", "websocket")
+	h.Set("Connection", "Upgrade")
+	h.Set("Sec-WebSocket-Accept", acceptKey(r.Header.Get("Sec-WebSocket-Key")))
+	if sub != "" {
+		h.Set("Sec-WebSocket-Protocol", sub)
+	}
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("wssproxy: hijack: %w", err)
 	}
 	if err := brw.Writer.Flush(); err != nil { // the 101, if still buffered
-		c.Close()
-		return nil, nil, err
+		conn.Close()
+		return nil, err
 	}
-	h.conn = c
+	s := &socket{conn: conn, side: sideClient}
 	if n := brw.Reader.Buffered(); n > 0 {
-		h.early = bytes.Clone(must(brw.Reader.Peek(n)))
+		s.early = bytes.Clone(must(brw.Reader.Peek(n)))
 	}
-	shell := shellConn{c}
-	return shell, bufio.NewReadWriter(bufio.NewReaderSize(shell, 16), bufio.NewWriterSize(shell, 16)), nil
+	return s, nil
 }
 
 // allowRequest applies Options.RequestLimit to a handshake or HTTP
@@ -215,13 +203,3 @@ func originHost(pat string) string {
 	}
 	return pat
 }
-
-// shellConn stands in for the client's connection, which the relay
-// takes, so that the websocket package can answer the handshake on it and
-// then be dropped: it reads nothing, discards writes and closes nothing;
-// its embedded Conn answers address queries.
-type shellConn struct{ net.Conn }
-
-func (shellConn) Read([]byte) (int, error)    { return 0, io.EOF }
-func (shellConn) Write(p []byte) (int, error) { return len(p), nil }
-func (shellConn) Close() error                { return nil }
