@@ -223,7 +223,9 @@ type nodeSlotKey struct{}
 // upgradeTransport is the http.RoundTripper of WebSocket dials to nodes:
 // it performs the upgrade request on a new connection of its own. On a
 // 101 it puts the connection, and any bytes the node sent after it, in the
-// request's nodeSlot for the relay, and gives the response an empty body.
+// request's nodeSlot for the relay, and gives the response an empty body;
+// without a nodeSlot (a websocket package dial) the body is the
+// connection.
 type upgradeTransport struct {
 	dialer      *net.Dialer
 	dialTimeout time.Duration
@@ -247,16 +249,31 @@ func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	conn.SetDeadline(time.Time{})
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		slot, ok := ctx.Value(nodeSlotKey{}).(*nodeSlot)
-		if !ok {
-			conn.Close()
-			return nil, errors.New("wssproxy: upgrade dial without a node slot")
+		if slot, ok := ctx.Value(nodeSlotKey{}).(*nodeSlot); ok {
+			slot.conn, slot.early = conn, early
+			resp.Body = http.NoBody
+			return resp, nil
 		}
-		slot.conn, slot.early = conn, early
-		resp.Body = http.NoBody
+		// A websocket package dial (the health checks' head
+		// subscriptions): the body is the connection, early bytes first.
+		var r io.Reader = conn
+		if len(early) > 0 {
+			r = io.MultiReader(bytes.NewReader(early), conn)
+		}
+		resp.Body = &upgradedBody{Reader: r, Writer: conn, conn: conn}
 	}
 	return resp, nil
 }
+
+// upgradedBody is a 101 response's body that is also the connection's
+// writer, as the websocket package needs.
+type upgradedBody struct {
+	io.Reader
+	io.Writer
+	conn net.Conn
+}
+
+func (b *upgradedBody) Close() error { return b.conn.Close() }
 
 // dial connects to u's host, with TLS for https.
 func (t *upgradeTransport) dial(ctx context.Context, u *url.URL) (net.Conn, error) {
