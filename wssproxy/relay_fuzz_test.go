@@ -9,10 +9,11 @@ import (
 	"github.com/wssgate/wssgate/internal/wsframe"
 )
 
-// FuzzRelayClientBytes: whatever bytes a client sends after its
-// handshake, the relay ends (no goroutine is left blocked: synctest would
-// report a deadlock) and what reaches the node is a well-formed stream of
-// masked frames (possibly cut off where the connection ended).
+// FuzzRelayClientBytes: whatever bytes a client (or, with fromNode, a
+// node) sends after its handshake, the relay ends (no goroutine is left
+// blocked: synctest would report a deadlock) and what reaches the other
+// side is a well-formed stream of frames, masked toward the node
+// (possibly cut off where the connection ended).
 func FuzzRelayClientBytes(f *testing.F) {
 	text := func(s string, fin bool) []byte {
 		h := wsframe.Header{Fin: fin, Opcode: wsframe.OpText, Masked: true, Key: [4]byte{1, 2, 3, 4}, Length: int64(len(s))}
@@ -20,33 +21,38 @@ func FuzzRelayClientBytes(f *testing.F) {
 		wsframe.Mask(h.Key, 0, b[len(b)-len(s):])
 		return b
 	}
-	f.Add(text(`{"jsonrpc":"2.0","id":1,"method":"system_chain"}`, true), false)
-	f.Add(append(text("ab", false), 0x80, 0x81, 0, 0, 0, 0, 'c'), true)
-	f.Add([]byte{0x89, 0x80, 1, 2, 3, 4, 0x88, 0x82, 0, 0, 0, 0, 3, 0xe8}, false)
-	f.Add(append([]byte{0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 9, 9, 9, 9}, make([]byte, 1000)...), true)
-	f.Fuzz(func(t *testing.T, in []byte, inspect bool) {
+	f.Add(text(`{"jsonrpc":"2.0","id":1,"method":"system_chain"}`, true), false, false)
+	f.Add(append(text("ab", false), 0x80, 0x81, 0, 0, 0, 0, 'c'), true, false)
+	f.Add([]byte{0x89, 0x80, 1, 2, 3, 4, 0x88, 0x82, 0, 0, 0, 0, 3, 0xe8}, false, false)
+	f.Add(append([]byte{0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 9, 9, 9, 9}, make([]byte, 1000)...), true, false)
+	f.Add([]byte{0x01, 2, 'a', 'b', 0x89, 0, 0x80, 1, 'c', 0x88, 2, 3, 0xe9}, false, true)
+	f.Fuzz(func(t *testing.T, in []byte, inspect, fromNode bool) {
 		policy := AllowAll()
 		if inspect {
 			policy = nil
 		}
 		synctest.Test(t, func(t *testing.T) {
 			cPeer, nPeer, _, ended := relayConns(t, &Options{PingInterval: -1, WriteTimeout: -1, Policy: policy, ReadLimit: 1 << 16})
-			go io.Copy(io.Discard, cPeer) // the gateway's answers and close frame
+			from, to := cPeer, nPeer
+			if fromNode {
+				from, to = nPeer, cPeer
+			}
+			go io.Copy(io.Discard, from) // the gateway's answers and close frame
 			go func() {
-				cPeer.Write(in)
-				cPeer.Close()
+				from.Write(in)
+				from.Close()
 			}()
 			var got bytes.Buffer
-			io.Copy(&got, nPeer)
+			io.Copy(&got, to)
 			<-ended
-			checkFrames(t, got.Bytes())
+			checkFrames(t, got.Bytes(), !fromNode)
 		})
 	})
 }
 
-// checkFrames fails t unless b is a sequence of masked client frames that
-// RFC 6455 allows, the last possibly cut short.
-func checkFrames(t *testing.T, b []byte) {
+// checkFrames fails t unless b is a sequence of frames (masked ones if
+// masked) that RFC 6455 allows, the last possibly cut short.
+func checkFrames(t *testing.T, b []byte, masked bool) {
 	var frag wsframe.Fragments
 	for len(b) > 0 {
 		h, n, err := wsframe.ParseHeader(b)
@@ -54,7 +60,7 @@ func checkFrames(t *testing.T, b []byte) {
 			return
 		}
 		if err == nil {
-			err = h.Check(true)
+			err = h.Check(masked)
 		}
 		if err == nil && !h.Opcode.IsControl() {
 			_, err = frag.Next(&h)
