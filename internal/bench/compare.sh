@@ -103,7 +103,7 @@ make_cert() {
 gateway_flags() {
 	local help f flags=()
 	help=$("$OUT/bin/basic" -h 2>&1 || true)
-	for f in rate msg-rate max-conns max-conns-per-client max-subscriptions; do
+	for f in rate msg-rate max-conns max-conns-per-client max-conns-per-node max-subscriptions; do
 		if grep -qE "^ +-$f( |$)" <<<"$help"; then flags+=("-$f=0"); fi
 	done
 	echo "${flags[*]}"
@@ -124,6 +124,9 @@ http {
 	upstream bench { server 127.0.0.1:$UP_PORT; }
 	ssl_certificate $CERT;
 	ssl_certificate_key $KEY;
+	# Mozilla's intermediate settings: nginx 1.22 leaves TLS 1.3 off by default
+	ssl_protocols TLSv1.2 TLSv1.3;
+	ssl_ecdh_curve X25519:prime256v1:secp384r1;
 	server {
 		listen 127.0.0.1:${PORT[nginx]} ssl;
 		location / { $loc }
@@ -282,7 +285,7 @@ report() {
 - $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs; $cpus; ROUNDS=$ROUNDS DURATION=${DURATION}s WARMUP=${WARMUP}s IDLE_HOLD=${IDLE_HOLD}s
 - direct-wss: loadtest -mode serve with TLS (the floor: no proxy hop)
 - wssgate: examples/basic -cert/-key, flags: ${GATEWAY_FLAGS:-none} ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))
-- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'): worker_processes auto, proxy_http_version 1.1, Upgrade/Connection "upgrade", proxy_read_timeout 3600s, default proxy_buffer_size
+- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'): worker_processes auto, proxy_http_version 1.1, Upgrade/Connection "upgrade", proxy_read_timeout 3600s, default proxy_buffer_size, ssl_protocols TLSv1.2 TLSv1.3 and ssl_ecdh_curve X25519:prime256v1:secp384r1 (Mozilla intermediate; 1.22's default has no TLS 1.3)
 - nginx-tuned: the same nginx, another server block with proxy_buffer_size 64k (and proxy_buffers 8 64k, proxy_busy_buffers_size 128k, which nginx requires with it)
 - wssgate-base: ${BASE_BASIC:-not measured}, the same flags
 - caddy $(caddy version 2>/dev/null | awk '{print $1}'): reverse_proxy to the upstream, tls with the same cert, logs discarded
