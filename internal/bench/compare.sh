@@ -98,11 +98,11 @@ make_cert() {
 	cat "$CERT" "$KEY" >"$OUT/haproxy.pem"
 }
 
-# gateway_flags prints the flags that turn basic's limits off, for those
-# its -h lists: they come and go as the gateway grows.
+# gateway_flags [BINARY] prints the flags that turn basic's limits off, for
+# those its -h lists: they come and go as the gateway grows.
 gateway_flags() {
 	local help f flags=()
-	help=$("$OUT/bin/basic" -h 2>&1 || true)
+	help=$("${1:-$OUT/bin/basic}" -h 2>&1 || true)
 	for f in rate msg-rate max-conns max-conns-per-client max-conns-per-node max-subscriptions; do
 		if grep -qE "^ +-$f( |$)" <<<"$help"; then flags+=("-$f=0"); fi
 	done
@@ -189,7 +189,7 @@ start_server() {
 		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $GATEWAY_FLAGS >"$logf" 2>&1 & ;;
 	# shellcheck disable=SC2086
 	wssgate-base) "${PIN_SERVER[@]}" "$BASE_BASIC" -listen "127.0.0.1:${PORT[$name]}" -admin-listen "" \
-		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $GATEWAY_FLAGS >"$logf" 2>&1 & ;;
+		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $BASE_GATEWAY_FLAGS >"$logf" 2>&1 & ;;
 	caddy) XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy "${PIN_SERVER[@]}" caddy run \
 		--config "$OUT/caddy/Caddyfile" --adapter caddyfile >"$logf" 2>&1 & ;;
 	nginx) "${PIN_SERVER[@]}" nginx -p "$OUT/nginx" -e "$OUT/nginx/logs/error.log" \
@@ -250,6 +250,7 @@ main() {
 	build
 	make_cert
 	GATEWAY_FLAGS=$(gateway_flags)
+	if [[ -n $BASE_BASIC ]]; then BASE_GATEWAY_FLAGS=$(gateway_flags "$BASE_BASIC"); fi
 	write_nginx_conf
 	write_haproxy_conf
 	write_caddy_conf
@@ -287,7 +288,7 @@ report() {
 - wssgate: examples/basic -cert/-key, flags: ${GATEWAY_FLAGS:-none} ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))
 - nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'): worker_processes auto, proxy_http_version 1.1, Upgrade/Connection "upgrade", proxy_read_timeout 3600s, default proxy_buffer_size, ssl_protocols TLSv1.2 TLSv1.3 and ssl_ecdh_curve X25519:prime256v1:secp384r1 (Mozilla intermediate; 1.22's default has no TLS 1.3)
 - nginx-tuned: the same nginx, another server block with proxy_buffer_size 64k (and proxy_buffers 8 64k, proxy_busy_buffers_size 128k, which nginx requires with it)
-- wssgate-base: ${BASE_BASIC:-not measured}, the same flags
+- wssgate-base: ${BASE_BASIC:-not measured}, flags: ${BASE_GATEWAY_FLAGS:-none}
 - caddy $(caddy version 2>/dev/null | awk '{print $1}'): reverse_proxy to the upstream, tls with the same cert, logs discarded
 - haproxy $(haproxy -v | head -1 | awk '{print $3}'): mode http, timeout tunnel 1h, bind ssl crt, alpn http/1.1, maxconn 9800
 - idle: each target restarted before the run; VmRSS of the process and its children (nginx workers), (max(after open, end of hold) - before) / opened
