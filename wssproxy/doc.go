@@ -22,7 +22,8 @@
 //
 // # The relay
 //
-// No WebSocket library is on the connection's path: the proxy answers the
+// In splice mode (the default, one node connection per client) no
+// WebSocket library is on the connection's path: the proxy answers the
 // client's handshake and makes the node's (RFC 6455 section 4) with
 // net/http, and then relays RFC 6455 frames itself (internal/wsframe). It
 // passes frames on as they came (a client's masked frames go to the node
@@ -32,8 +33,9 @@
 // of what the JSON-RPC inspection must read, and builds a frame only for a
 // message the inspection changed. The frames of one read go out in one
 // write. A connection holds a pooled read or write buffer only while data
-// is in flight. (github.com/coder/websocket serves the tests, the examples
-// and its status code constants.)
+// is in flight. (github.com/coder/websocket serves shared mode, whose
+// node connections carry many sessions' messages, the health checks' head
+// subscriptions, the tests and the examples.)
 //
 // # Security
 //

@@ -85,11 +85,11 @@ func (pc *proxyConn) run(client, node *socket) {
 	defer cancel()
 	client.out = newGather(client.conn, &pc.stats[toClient])
 	node.out = newGather(node.conn, &pc.stats[toNode])
-	pc.ctx, pc.cancel = ctx, cancel
 	if pc.sess != nil {
 		pc.sess.beforeWait = func() { node.out.flush() }
 	}
-	pc.mu.Lock()
+	pc.mu.Lock() // drain reads these under it
+	pc.ctx, pc.cancel = ctx, cancel
 	pc.client, pc.node = client, node
 	pc.mu.Unlock()
 	pc.p.metrics.ConnOpened(pc.b.host)
