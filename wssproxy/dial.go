@@ -341,3 +341,13 @@ func (b *closeBody) Close() error {
 	b.ReadCloser.Close()
 	return b.conn.Close()
 }
+
+// wsTransport dials nodes for WebSockets: always a new connection, upgraded
+// by upgradeTransport (no pooled http.Transport state per connection).
+func (p *Proxy) wsTransport() http.RoundTripper {
+	return &upgradeTransport{
+		dialer:      p.dialer(),
+		dialTimeout: p.opts.DialTimeout,
+		tls:         p.opts.UpstreamTLS,
+	}
+}

@@ -33,16 +33,6 @@ func (p *Proxy) transport() *http.Transport {
 	return tr
 }
 
-// wsTransport dials nodes for WebSockets: always a new connection,
-// wrapped in a sideConn.
-func (p *Proxy) wsTransport() http.RoundTripper {
-	return &upgradeTransport{
-		dialer:      p.dialer(),
-		dialTimeout: p.opts.DialTimeout,
-		tls:         p.opts.UpstreamTLS,
-	}
-}
-
 func (p *Proxy) dialer() *net.Dialer {
 	return &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second, Resolver: p.opts.resolver}
 }
