@@ -13,9 +13,10 @@ const ExtensionName = "permessage-deflate"
 
 // Defaults of [Options].
 const (
-	// DefaultLevel is the compression level: level 1 costs about a third of
-	// the CPU of level 6 on JSON-RPC replies for a few percent more bytes
-	// (see BenchmarkLevels).
+	// DefaultLevel is the compression level, the fastest, as nginx's
+	// gzip_comp_level defaults to: on a 1.37 MB metadata reply level 1
+	// sends 347 KB for 18 ms of CPU, level 4 253 KB for 40 ms and level 6
+	// 230 KB for 100 ms (BenchmarkCompress).
 	DefaultLevel = flate.BestSpeed
 	// DefaultThreshold is the size under which a message is sent plain:
 	// small replies and notifications gain a few bytes from deflate but
