@@ -113,6 +113,9 @@ func TestRoundTrip(t *testing.T) {
 			defer d.Close()
 			for round := range 2 {
 				for name, msg := range msgs {
+					if name == "metadata" && (round > 0 || o != nil && o.Level != 0) {
+						msg = msg[:128<<10] // the whole of it once is enough under -race
+					}
 					z, err := d.Append(nil, msg)
 					if err != nil {
 						t.Fatal(err)
