@@ -423,3 +423,25 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestInflateAlloc: a message that does not fit dst goes into one buffer
+// from Alloc, asked for its exact size; one that fits stays in dst.
+func TestInflateAlloc(t *testing.T) {
+	t.Parallel()
+	msg := []byte(strings.Repeat("abc", 1000))
+	z, _ := NewDeflater(negotiated(t, ExtensionName, nil)).Append(nil, msg)
+	f := NewInflater(negotiated(t, ExtensionName, nil))
+	var asked []int
+	f.Alloc = func(n int) []byte {
+		asked = append(asked, n)
+		return make([]byte, 0, 4096)
+	}
+	got, err := f.Inflate([]byte("x"), z, -1)
+	if err != nil || string(got) != "x"+string(msg) || cap(got) != 4096 || len(asked) != 1 || asked[0] != 3001 {
+		t.Errorf("Inflate = %d bytes (cap %d), %v; Alloc asked %v", len(got), cap(got), err, asked)
+	}
+	room := make([]byte, 0, 5000)
+	if got, _ := f.Inflate(room, z, -1); &got[0] != &room[:1][0] || len(asked) != 1 {
+		t.Error("a message that fits dst did not stay in it")
+	}
+}

@@ -1,7 +1,6 @@
 package pmdeflate
 
 import (
-	"bytes"
 	"compress/flate"
 	"errors"
 	"io"
@@ -54,6 +53,7 @@ type Deflater struct {
 	fw       *flate.Writer // while a message is in progress, or kept
 	out      trimWriter
 	inMsg    bool
+	app      appender // Append's output
 }
 
 // NewDeflater returns the compressor of a connection that negotiated p.
@@ -108,8 +108,9 @@ func (d *Deflater) End() error {
 
 // Append appends the compressed form of the whole message msg to dst.
 func (d *Deflater) Append(dst, msg []byte) ([]byte, error) {
-	b := bytes.NewBuffer(dst)
-	if err := d.Begin(b); err != nil {
+	d.app.b = dst
+	defer func() { d.app.b = nil }()
+	if err := d.Begin(&d.app); err != nil {
 		return dst, err
 	}
 	if _, err := d.Write(msg); err != nil {
@@ -119,7 +120,15 @@ func (d *Deflater) Append(dst, msg []byte) ([]byte, error) {
 	if err := d.End(); err != nil {
 		return dst, err
 	}
-	return b.Bytes(), nil
+	return d.app.b, nil
+}
+
+// appender is an io.Writer appending to a slice.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
 }
 
 // IdleBytes is about what the Deflater holds between messages: its

@@ -31,6 +31,11 @@ var end = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
 // before, so the Inflater keeps the last 2^window bytes it inflated. An
 // Inflater is used by one goroutine at a time.
 type Inflater struct {
+	// Alloc, if not nil, returns a buffer of at least n bytes' capacity
+	// (and length 0) for Inflate when dst has too little room: from the
+	// caller's pool, say. If nil, Inflate grows dst as append does.
+	Alloc func(n int) []byte
+
 	size   int    // the window kept with context takeover, else 0
 	window []byte // the last size bytes inflated (fewer at first)
 	src    source
@@ -90,7 +95,11 @@ func (f *Inflater) Inflate(dst, msg []byte, limit int64) ([]byte, error) {
 		}
 	}
 	start := len(dst)
-	dst = slices.Grow(dst, int(cs.n))
+	if n := int(cs.n); cap(dst)-len(dst) < n && f.Alloc != nil {
+		dst = append(f.Alloc(len(dst) + n)[:0], dst...)
+	} else {
+		dst = slices.Grow(dst, n)
+	}
 	for i, c := range cs.list {
 		dst = append(dst, c[:min(chunkSize, cs.n-int64(i)*chunkSize)]...)
 	}
