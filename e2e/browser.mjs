@@ -14,6 +14,7 @@
 //   IGNORE_CERT_ERRORS=1  trust any certificate instead (when SPKI is unset)
 //   CHROMIUM    browser binary (default /usr/bin/chromium)
 //   TIMEOUT_MS  hard limit for the whole run (default 30000)
+//   METADATA=1  also call state_getMetadata last and report its result
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +37,7 @@ async function fail (msg) {
 setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs);
 
 // inPage runs inside the page: a minimal JSON-RPC client over WebSocket.
-async function inPage ({ url, heads, budget }) {
+async function inPage ({ url, heads, budget, withMetadata }) {
   const ws = new WebSocket(url);
   const pending = new Map();
   const notes = [];
@@ -96,8 +97,17 @@ async function inPage ({ url, heads, budget }) {
     }),
     timeout(`waiting for ${heads} chain_newHead`)
   ]);
+  let metadata;
+  if (withMetadata) { // a big reply, last, so the ids above stay as they are
+    const m = req('state_getMetadata');
+    const pm = send([m]);
+    ws.send(JSON.stringify(m));
+    metadata = (await pm)[0].result;
+  }
   ws.close(1000, 'done');
   return {
+    extensions: ws.extensions,
+    metadata,
     userAgent: navigator.userAgent,
     origin: self.origin,
     replies: Object.fromEntries(single.map((r, i) => [r.method, singleReplies[i]])),
@@ -142,7 +152,7 @@ async function main () {
   const budget = Math.max(1000, timeoutMs - (Date.now() - started) - 2000);
   let result;
   try {
-    result = await page.evaluate(inPage, { url, heads, budget });
+    result = await page.evaluate(inPage, { url, heads, budget, withMetadata: process.env.METADATA === '1' });
   } catch (e) {
     return fail(`${e.message}\npage console:\n${console.join('\n')}`);
   }
@@ -154,8 +164,7 @@ async function main () {
     ...result,
     console,
     elapsedMs: Date.now() - started
-  }) + '\n');
-  process.exit(0);
+  }) + '\n', () => process.exit(0)); // exit once written: see polkadot.mjs
 }
 
 main().catch((e) => fail(e && e.stack ? e.stack : String(e)));

@@ -125,8 +125,9 @@ async function main () {
     elapsedMs: Date.now() - started
   };
   await api.disconnect();
-  process.stdout.write(JSON.stringify(result) + '\n');
-  process.exit(0);
+  // Exit once the line is written: on a pipe the write is asynchronous,
+  // and exiting at once would cut a long line (state_getMetadata's).
+  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
 }
 
 main().catch((e) => fail(e && e.stack ? e.stack : String(e)));

@@ -60,6 +60,13 @@ func e2eNode(t *testing.T) *rpctest.Node {
 // the certificate and a PEM file of it for NODE_EXTRA_CA_CERTS.
 func tlsGateway(t *testing.T, p *Proxy) (url string, leaf *x509.Certificate, pemFile string) {
 	t.Helper()
+	return tlsGatewayOn(t, p, nil)
+}
+
+// tlsGatewayOn is tlsGateway with the listener passed through wrap, if
+// not nil.
+func tlsGatewayOn(t *testing.T, p *Proxy, wrap func(net.Listener) net.Listener) (url string, leaf *x509.Certificate, pemFile string) {
+	t.Helper()
 	src, err := certs.NewSelfSigned("127.0.0.1", "localhost")
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +82,9 @@ func tlsGateway(t *testing.T, p *Proxy) (url string, leaf *x509.Certificate, pem
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	srv := NewServer(ln.Addr().String(), p, certs.TLSConfig(src), testLogger(t))
 	served := make(chan error, 1)

@@ -76,6 +76,12 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, fail.status, fail.reason, fail.msg)
 		return
 	}
+	// The answer to a permessage-deflate offer goes in the 101; the node's
+	// side never has one.
+	if dc, ext := p.negotiateDeflate(r); dc != nil {
+		w.Header().Set("Sec-WebSocket-Extensions", ext)
+		pc.dfl = dc
+	}
 	client, err := acceptClient(w, r, sub)
 	if err != nil {
 		p.log.LogAttrs(r.Context(), slog.LevelInfo, "wssproxy: client handshake failed",

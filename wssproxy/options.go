@@ -248,6 +248,17 @@ type Options struct {
 	// is flooding, not bursting. If zero, 1000. Negative: never.
 	MaxRefusedCalls int
 
+	// Deflate configures permessage-deflate (RFC 7692) with clients that
+	// offer it, as browsers and Node's ws do: the gateway compresses text
+	// messages to the client of at least DefaultDeflateThreshold bytes (a
+	// 1.37 MB metadata reply goes as 347 KB) and inflates what the client
+	// compresses; the node's side stays plain. ReadLimit bounds a client's
+	// messages inflated.
+	// If nil, it is on with the defaults of [DeflateOptions]; set
+	// Disabled to turn it off (a bootnode should: libp2p's frames are
+	// encrypted and do not compress).
+	Deflate *DeflateOptions
+
 	// MaxSubscriptions caps open subscriptions per connection, counted
 	// from *_subscribe* (and submitAndWatch, follow) calls and their
 	// replies; one over the cap is answered with a -32005 error.
@@ -324,6 +335,13 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if err := c.Deflate.check(); err != nil {
+		return c, err
+	}
+	if c.Deflate != nil {
+		d := *c.Deflate
+		c.Deflate = &d
 	}
 	if c.Policy == nil {
 		c.Policy = DefaultPolicy()

@@ -45,7 +45,8 @@ type proxyConn struct {
 	b     *backend // the node, once dialed
 	key   string   // the client, as Options.Key names it
 	start time.Time
-	sess  *session // nil when messages need no inspection
+	sess  *session     // nil when messages need no inspection
+	dfl   *deflateConn // nil unless the client negotiated permessage-deflate
 
 	ctx    context.Context // ends when the connection does; for waits only
 	cancel context.CancelFunc

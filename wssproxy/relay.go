@@ -59,6 +59,11 @@ type copier struct {
 	text   *utf8Stream // checks a client's text message passed through; nil if none
 	utf    utf8Stream
 
+	// permessage-deflate, if the client negotiated it (deflate.go)
+	compressed bool          // the client's message in progress is compressed
+	deflating  bool          // the node's message in progress goes compressed
+	zout       deflateFrames // its frames, when passed through
+
 	// a frame longer than the buffer, being passed in pieces
 	cur   wsframe.Header
 	rem   int64 // its payload bytes still to come
@@ -131,6 +136,7 @@ func (c *copier) release() {
 		putBig(c.msg)
 		c.msg = nil
 	}
+	c.releaseDeflate()
 }
 
 // read reads more from src. It first sends what the gather holds, since
@@ -190,7 +196,7 @@ func (c *copier) process() error {
 			return nil
 		}
 		if err == nil {
-			err = h.Check(c.masked)
+			err = c.checkHeader(&h)
 		}
 		if err != nil {
 			return c.protocolError(err)
@@ -211,7 +217,7 @@ func (c *copier) process() error {
 		if h.Opcode == wsframe.OpContinuation {
 			size += c.msgLen
 		}
-		if c.limit >= 0 && size > c.limit {
+		if limit := c.frameLimit(&h); limit >= 0 && size > limit {
 			return &sideError{c.src.side, errMessageTooBig}
 		}
 		if total > have && total <= readBufSize {
@@ -222,7 +228,7 @@ func (c *copier) process() error {
 			return c.protocolError(err)
 		}
 		if start {
-			c.startMessage(h.Opcode)
+			c.startMessage(&h)
 		}
 		c.msgLen = size
 		if total <= have {
@@ -264,12 +270,17 @@ func (c *copier) piece() (bool, error) {
 	return true, c.data(h, nil, p, h.Fin)
 }
 
-// startMessage sets up the handling of a new message: collected whole for
-// the session, or passed through (with a UTF-8 check of a client's text).
-func (c *copier) startMessage(op wsframe.Opcode) {
+// startMessage sets up the handling of a new message, which starts with
+// frame h: collected whole for the session (or to be inflated), or passed
+// through (with a UTF-8 check of a client's text, or compressed for the
+// client).
+func (c *copier) startMessage(h *wsframe.Header) {
+	op := h.Opcode
 	c.msgLen = 0
-	c.whole = c.pc.seesWhole(c.dir)
+	c.compressed = h.RSV&rsv1 != 0
+	c.whole = c.pc.seesWhole(c.dir) || c.compressed
 	c.text = nil
+	c.startDeflate(h)
 	if c.dir == toNode && op == wsframe.OpText && !c.whole {
 		c.utf = utf8Stream{}
 		c.text = &c.utf
@@ -281,6 +292,9 @@ func (c *copier) startMessage(op wsframe.Opcode) {
 func (c *copier) data(h wsframe.Header, raw, p []byte, msgEnd bool) error {
 	if c.whole {
 		return c.collect(h, raw, p, msgEnd)
+	}
+	if c.deflating {
+		return c.deflatePiece(p, msgEnd)
 	}
 	if c.text != nil && !c.checkText(h.Key, p, msgEnd) {
 		return &sideError{sideClient, errBadUTF8}
@@ -346,6 +360,20 @@ func (c *copier) collect(h wsframe.Header, raw, p []byte, msgEnd bool) error {
 // its original frame, if it came as one; key its masking key, if any.
 func (c *copier) deliver(msg, raw []byte, key [4]byte) error {
 	op := c.frag.Opcode
+	if c.compressed {
+		plain, err := c.inflate(msg)
+		if err != nil {
+			return err
+		}
+		defer putBig(plain)
+		msg, raw = plain, nil
+		if c.pc.sess == nil { // no session reads it: on to the node, plain
+			if op == wsframe.OpText && !utf8.Valid(msg) {
+				return &sideError{sideClient, errBadUTF8}
+			}
+			return c.send(op, msg, msg, nil, key)
+		}
+	}
 	if c.dir == toClient {
 		return c.send(op, msg, c.pc.sess.nodeMessage(msg), raw, key)
 	}
@@ -371,6 +399,9 @@ func (c *copier) deliver(msg, raw []byte, key [4]byte) error {
 // send writes message out to dst: the original frame raw if out is msg
 // unchanged, else a new frame.
 func (c *copier) send(op wsframe.Opcode, msg, out, raw []byte, key [4]byte) error {
+	if c.dir == toClient && c.pc.dfl != nil && op == wsframe.OpText && c.pc.dfl.params.Compress(len(out)) {
+		return c.sendCompressed(op, out)
+	}
 	var err error
 	if raw != nil && len(out) == len(msg) && (len(out) == 0 || &out[0] == &msg[0]) {
 		if c.masked {

@@ -75,7 +75,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	opts := &wssproxy.Options{
 		Policy:         wssproxy.AllowAll(), // libp2p frames are not JSON-RPC
 		HealthInterval: -1,                  // no JSON-RPC health endpoint on a libp2p port
-		Logger:         logger,
+		// libp2p negotiates no WebSocket extension, and its frames are
+		// encrypted: deflate would cost CPU and save nothing.
+		Deflate: &wssproxy.DeflateOptions{Disabled: true},
+		Logger:  logger,
 	}
 	if *perClient > 0 || *total > 0 {
 		opts.ConnLimit = &ratelimit.Conns{PerKey: *perClient, Total: *total}

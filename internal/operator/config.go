@@ -51,6 +51,9 @@ type Config struct {
 	Share                       bool    // -share
 	ShareConns                  int     // -share-conns
 
+	Deflate                        bool // -deflate
+	DeflateLevel, DeflateThreshold int  // -deflate-level, -deflate-threshold
+
 	ConfigFile string // -config
 	Version    bool   // -version
 
@@ -145,6 +148,9 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For is believed")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed (empty: any)")
 	fs.BoolVar(&c.AllowAllMethods, "unsafe-allow-all-methods", false, "turn the JSON-RPC method policy off: the node's unsafe methods (author_insertKey, ...) become reachable")
+	fs.BoolVar(&c.Deflate, "deflate", true, "compress messages to clients that offer permessage-deflate (browsers, @polkadot/api); -deflate=false turns it off")
+	fs.IntVar(&c.DeflateLevel, "deflate-level", wssproxy.DefaultDeflateLevel, "compression level, 1 (fastest) to 9 (smallest)")
+	fs.IntVar(&c.DeflateThreshold, "deflate-threshold", wssproxy.DefaultDeflateThreshold, "messages under this many bytes go uncompressed (0: compress all)")
 	fs.BoolVar(&c.AllowStorageScans, "allow-storage-scans", false, "let clients call state_getStorageSize(At), which on a key prefix makes the node scan the state with no timeout")
 
 	fs.BoolVar(&c.Share, "share", false, "shared mode: carry every client over a few node connections, share head and storage subscriptions, cache answers that cannot change")
@@ -187,10 +193,14 @@ func (c *Config) validate() error {
 		v    float64
 	}{{"-rate", c.Rate}, {"-burst", float64(c.Burst)}, {"-max-conns-per-client", float64(c.MaxConnsPerClient)},
 		{"-max-conns", float64(c.MaxConns)}, {"-max-conns-per-node", float64(c.MaxConnsPerNode)}, {"-msg-rate", c.MsgRate}, {"-msg-burst", float64(c.MsgBurst)},
-		{"-max-subscriptions", float64(c.MaxSubscriptions)}, {"-drain", c.Drain.Seconds()}, {"-share-conns", float64(c.ShareConns)}} {
+		{"-max-subscriptions", float64(c.MaxSubscriptions)}, {"-drain", c.Drain.Seconds()}, {"-share-conns", float64(c.ShareConns)},
+		{"-deflate-threshold", float64(c.DeflateThreshold)}} {
 		if f.v < 0 {
 			return fmt.Errorf("%s must not be negative", f.name)
 		}
+	}
+	if c.DeflateLevel < 1 || c.DeflateLevel > 9 {
+		return fmt.Errorf("-deflate-level %d: must be 1 (fastest) to 9 (smallest)", c.DeflateLevel)
 	}
 	if len(c.Upstreams) == 0 {
 		return errors.New("-upstream: no node URL; for a local node: -upstream ws://127.0.0.1:9944")

@@ -14,7 +14,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/coder/websocket"
 	"github.com/wssgate/wssgate/internal/rpctest"
 	"github.com/wssgate/wssgate/ratelimit"
 )
@@ -53,6 +55,9 @@ func TestBadConfigAtStart(t *testing.T) {
 		{[]string{"-domain", "node.example.com", "-acme-directory", "http://x/dir", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", ""}, `-acme-directory: \"http://x/dir\" is not an https URL`},
 		{[]string{"-domain", "node.example.com", "-email", "nope", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", ""}, `-email: \"nope\"`},
 		{[]string{"-rate", "-1"}, `-rate must not be negative`},
+		{[]string{"-deflate-level", "0"}, `-deflate-level 0: must be 1 (fastest) to 9`},
+		{[]string{"-deflate-level", "10"}, `-deflate-level 10: must be 1 (fastest) to 9`},
+		{[]string{"-deflate-threshold", "-1"}, `-deflate-threshold must not be negative`},
 		{[]string{"-listen", "8443"}, `-listen: \"8443\" is not host:port`},
 		{[]string{"-nope"}, `flag provided but not defined: -nope`},
 		{[]string{"extra"}, `unexpected arguments`},
@@ -317,5 +322,43 @@ func TestShare(t *testing.T) {
 	}
 	if subs != 1 || node.Conns() != 2 {
 		t.Errorf("node saw %d subscriptions on %d connections, want 1 on 2", subs, node.Conns())
+	}
+}
+
+// TestDeflateFlags: the gateway answers a client's permessage-deflate
+// offer by default (and with the other -deflate flags set), and not with
+// -deflate=false; calls work either way.
+func TestDeflateFlags(t *testing.T) {
+	t.Parallel()
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{nil, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{[]string{"-deflate=false"}, ""},
+		{[]string{"-deflate-threshold", "0", "-deflate-level", "9"}, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+	} {
+		args := append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "", "-upstream", node.URL()}, tc.flags...)
+		g := startGateway(t, &Program{}, args...)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		c, res, err := websocket.Dial(ctx, "wss://"+g.TLS, &websocket.DialOptions{HTTPClient: client,
+			CompressionMode: websocket.CompressionNoContextTakeover})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		if got := res.Header.Get("Sec-WebSocket-Extensions"); got != tc.want {
+			t.Errorf("%q: answered %q, want %q", tc.flags, got, tc.want)
+		}
+		if reply := call(t, c, `{"jsonrpc":"2.0","id":1,"method":"system_chain","params":[]}`); !strings.Contains(reply, `"Development"`) {
+			t.Errorf("%q: reply %s", tc.flags, reply)
+		}
 	}
 }

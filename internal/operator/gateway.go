@@ -118,6 +118,10 @@ func (g *gateway) build(c *Config, clientMsg bool) (*generation, error) {
 	if c.AllowedOrigins != "" {
 		opts.AllowedOrigins = strings.Split(c.AllowedOrigins, ",")
 	}
+	opts.Deflate = &wssproxy.DeflateOptions{Disabled: !c.Deflate, Level: c.DeflateLevel, Threshold: c.DeflateThreshold}
+	if c.DeflateThreshold == 0 {
+		opts.Deflate.Threshold = -1 // every message
+	}
 	if c.AllowStorageScans {
 		opts.Policy = &wssproxy.Policy{AllowStorageScans: true}
 	}

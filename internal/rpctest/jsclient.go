@@ -145,10 +145,15 @@ type BrowserResult struct {
 	} `json:"close"`
 	Console   []string `json:"console"`
 	ElapsedMs int      `json:"elapsedMs"`
+	// Extensions is the WebSocket's negotiated extensions, as the page's
+	// WebSocket.extensions reports them ("" for none).
+	Extensions string `json:"extensions"`
+	// Metadata is state_getMetadata's result, with METADATA=1.
+	Metadata string `json:"metadata"`
 }
 
 // RunBrowser runs e2e/browser.mjs against url. env holds extra KEY=VALUE
-// settings: HEADS, PAGE_URL, SPKI, IGNORE_CERT_ERRORS, CHROMIUM (see the
+// settings: HEADS, PAGE_URL, SPKI, IGNORE_CERT_ERRORS, CHROMIUM, METADATA (see the
 // script). The run ends with ctx; without a deadline it gets 60 seconds.
 func RunBrowser(ctx context.Context, url string, env ...string) (*BrowserResult, error) {
 	var res BrowserResult
