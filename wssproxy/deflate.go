@@ -108,15 +108,6 @@ func (p *Proxy) negotiateDeflate(r *http.Request) (*deflateConn, string) {
 	return &deflateConn{params: params, out: pmdeflate.NewDeflater(params), in: pmdeflate.NewInflater(params)}, params.Header()
 }
 
-// idleBytes is what the connection holds for compression between
-// messages.
-func (dc *deflateConn) idleBytes() int {
-	if dc == nil {
-		return 0
-	}
-	return dc.out.IdleBytes() + dc.in.IdleBytes()
-}
-
 // rsv1 marks the first frame of a compressed message (RFC 7692 section 6).
 const rsv1 = 0x40
 

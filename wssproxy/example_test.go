@@ -145,3 +145,38 @@ func ExampleShareOptions() {
 	// client 2: {"jsonrpc":"2.0","id":7,"result", then {"jsonrpc":"2.0","method":"chain_newHead"
 	// the node has 1 connection and saw 1 subscribe
 }
+
+// A client that offers permessage-deflate, as browsers and @polkadot/api
+// do, gets big replies compressed; the node sees plain messages.
+func ExampleDeflateOptions() {
+	node := echoNode()
+	defer node.Close()
+
+	p, err := wssproxy.New("ws"+strings.TrimPrefix(node.URL, "http"), &wssproxy.Options{
+		Deflate: &wssproxy.DeflateOptions{Level: 4, Threshold: 512}, // nil: on, level 1, 1 KiB
+		Policy:  wssproxy.AllowAll(),
+		Logger:  slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	gw := httptest.NewServer(p)
+	defer gw.Close()
+
+	ctx := context.Background()
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(gw.URL, "http"),
+		&websocket.DialOptions{CompressionMode: websocket.CompressionNoContextTakeover})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.CloseNow()
+	fmt.Println(resp.Header.Get("Sec-WebSocket-Extensions"))
+	big := `{"jsonrpc":"2.0","id":1,"result":"0x` + strings.Repeat("00", 4096) + `"}`
+	c.Write(ctx, websocket.MessageText, []byte(big))
+	_, reply, _ := c.Read(ctx)
+	fmt.Println(len(reply), string(reply) == big)
+	// Output:
+	// permessage-deflate; server_no_context_takeover; client_no_context_takeover
+	// 8230 true
+}
