@@ -62,9 +62,15 @@ func TestBinarySplice(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	c, _, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: client})
+	// The client offers permessage-deflate, as a browser's js-libp2p does;
+	// the bootnode declines it.
+	c, resp, err := websocket.Dial(ctx, "wss://"+addr, &websocket.DialOptions{HTTPClient: client,
+		CompressionMode: websocket.CompressionNoContextTakeover})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		t.Errorf("the bootnode negotiated %q", ext)
 	}
 	c.SetReadLimit(-1)
 	rng := rand.New(rand.NewPCG(7, 7))
