@@ -37,6 +37,18 @@
 // node connections carry many sessions' messages, the health checks' head
 // subscriptions, the tests and the examples.)
 //
+// # Compression
+//
+// With a client that offers permessage-deflate (RFC 7692), as browsers and
+// Node's ws do, the gateway compresses the text messages it sends of
+// 1 KiB or more and inflates the ones the client compresses, so the node
+// only ever sees plain frames ([Options.Deflate], on by default). A
+// client's compressed message is bounded inflated by [Options.ReadLimit]
+// (1009 over it; 1007 if it does not inflate); RSV1 is a protocol error
+// (1002) without the extension or on any but a message's first frame.
+// Compressors come from pools and are held only while a message is in
+// flight, unless [DeflateOptions.ContextTakeover] is set.
+//
 // # Security
 //
 // By default ([Options.Policy] nil) the proxy reads every client message
