@@ -421,3 +421,20 @@ func TestDeflateFragmented(t *testing.T) {
 		t.Errorf("echo of a fragmented compressed message: compressed %v, same %v", compressed, bytes.Equal(got, msg))
 	}
 }
+
+// TestDeflateNoOffer: a client that offers nothing gets plain frames,
+// whatever their size.
+func TestDeflateNoOffer(t *testing.T) {
+	t.Parallel()
+	node := newRecNode(t, func(n *recNode) { n.echo = true })
+	_, url := startProxy(t, node.URL(), &Options{Deflate: &DeflateOptions{Threshold: -1}})
+	c := rawDial(t, url, "")
+	if ext := c.resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) != 0 {
+		t.Errorf("answered %q to no offer", ext)
+	}
+	msg := []byte(strings.Repeat(`{"jsonrpc":"2.0","id":1,"result":"0x00"}`, 1000))
+	c.send(wsframe.Header{Fin: true, Opcode: wsframe.OpText}, msg)
+	if _, compressed, got, _ := c.message(); compressed || !bytes.Equal(got, msg) {
+		t.Errorf("echo of 40 KB without the extension: compressed %v, same %v", compressed, bytes.Equal(got, msg))
+	}
+}
