@@ -105,7 +105,9 @@ func (p *Proxy) negotiateDeflate(r *http.Request) (*deflateConn, string) {
 	if !ok {
 		return nil, ""
 	}
-	return &deflateConn{params: params, out: pmdeflate.NewDeflater(params), in: pmdeflate.NewInflater(params)}, params.Header()
+	in := pmdeflate.NewInflater(params)
+	in.Alloc = getBig
+	return &deflateConn{params: params, out: pmdeflate.NewDeflater(params), in: in}, params.Header()
 }
 
 // rsv1 marks the first frame of a compressed message (RFC 7692 section 6).

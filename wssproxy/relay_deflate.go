@@ -106,7 +106,7 @@ func (c *copier) sendCompressed(op wsframe.Opcode, msg []byte) error {
 // inflate inflates a client's compressed message (unmasked) into a
 // pooled buffer, within the read limit.
 func (c *copier) inflate(z []byte) ([]byte, error) {
-	plain, err := c.pc.dfl.in.Inflate(getBig(4*len(z)), z, c.limit)
+	plain, err := c.pc.dfl.in.Inflate(nil, z, c.limit) // in a buffer of getBig's
 	switch {
 	case errors.Is(err, pmdeflate.ErrTooBig):
 		putBig(plain)
