@@ -438,3 +438,53 @@ func TestDeflateNoOffer(t *testing.T) {
 		t.Errorf("echo of 40 KB without the extension: compressed %v, same %v", compressed, bytes.Equal(got, msg))
 	}
 }
+
+// TestDeflateBombMemory sends 16 deflate bombs at once, each 80 KB that
+// would inflate to 64 MiB, through a gateway with a read limit of 1 MiB:
+// each is closed with 1009, and the heap grows by no more than the limit
+// (and a little) per connection, where the bombs inflated would take
+// 1 GiB. Not parallel: it measures the process's heap.
+func TestDeflateBombMemory(t *testing.T) {
+	const clients, limit, inflated = 16, 1 << 20, 64 << 20
+	var zb bytes.Buffer
+	fw, _ := flate.NewWriter(&zb, flate.BestSpeed)
+	zero := make([]byte, 1<<20)
+	for range inflated / len(zero) {
+		fw.Write(zero)
+	}
+	fw.Flush()
+	bomb := bytes.TrimSuffix(zb.Bytes(), []byte{0, 0, 0xff, 0xff})
+
+	node := newRecNode(t, nil)
+	_, url := startProxy(t, node.URL(), &Options{ReadLimit: limit})
+	cs := make([]*rawClient, clients)
+	for i := range cs {
+		cs[i] = rawDial(t, url, offerChromium)
+	}
+	stop, peak := make(chan struct{}), make(chan uint64, 1)
+	base := takeFootprint()
+	go samplePeakHeap(stop, peak)
+	codes := make(chan wsframe.StatusCode, clients)
+	for _, c := range cs {
+		go func() {
+			c.send(wsframe.Header{Fin: true, RSV: rsv1, Opcode: wsframe.OpText}, bomb)
+			codes <- c.closeCode()
+		}()
+	}
+	for range clients {
+		if code := <-codes; code != wsframe.StatusMessageTooBig {
+			t.Errorf("close %d, want 1009", code)
+		}
+	}
+	close(stop)
+	grew := int64(<-peak) - int64(base.heap)
+	t.Logf("%d bombs of %d KB (%d MiB inflated): heap grew by at most %d KiB", clients, len(bomb)>>10, inflated>>20, grew>>10)
+	// Each connection may hold its compressed message, the limit inflated
+	// and a decompressor: about 1.2 MiB.
+	if grew > clients*(limit+limit/4) {
+		t.Errorf("heap grew by %d MiB for %d bombs under a %d MiB limit", grew>>20, clients, limit>>20)
+	}
+	if n := len(node.Msgs()); n != 0 {
+		t.Errorf("the node received %d messages", n)
+	}
+}
