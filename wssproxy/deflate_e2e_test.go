@@ -99,8 +99,9 @@ func jsonEqual(a, b json.RawMessage) bool {
 }
 
 // TestE2EDeflateBrowser: Chromium negotiates permessage-deflate with the
-// gateway and reads the same replies, the metadata among them, as the
-// node gives.
+// gateway, without and with context takeover (which Chromium then uses
+// for the calls it compresses), and reads the same replies, the metadata
+// among them, as the node gives.
 func TestE2EDeflateBrowser(t *testing.T) {
 	t.Parallel()
 	rpctest.RequireChromium(t)
@@ -109,10 +110,12 @@ func TestE2EDeflateBrowser(t *testing.T) {
 	if err := json.Unmarshal(nodeCall(t, node, "state_getMetadata"), &meta); err != nil {
 		t.Fatal(err)
 	}
-	var results [2]*rpctest.BrowserResult
-	var bytes [2]int64
-	for i, on := range []bool{false, true} {
-		p, err := New(node.URL(), &Options{Deflate: &DeflateOptions{Disabled: !on}, Logger: testLogger(t)})
+	modes := []*DeflateOptions{{Disabled: true}, nil, {ContextTakeover: true}}
+	var results [3]*rpctest.BrowserResult
+	var bytes [3]int64
+	for i, d := range modes {
+		on := d == nil || !d.Disabled
+		p, err := New(node.URL(), &Options{Deflate: d, Logger: testLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,19 +128,22 @@ func TestE2EDeflateBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		results[i], bytes[i] = res, sent.Load()
-		t.Logf("deflate %v: Chromium %s took %d ms, negotiated %q; the gateway sent it %d bytes", on, res.Browser, res.ElapsedMs, res.Extensions, bytes[i])
+		t.Logf("mode %d (deflate %v): Chromium %s took %d ms, negotiated %q; the gateway sent it %d bytes", i, on, res.Browser, res.ElapsedMs, res.Extensions, bytes[i])
 		if res.Metadata != meta {
 			t.Errorf("deflate %v: state_getMetadata through the gateway differs from the node's (%d bytes, want %d)", on, len(res.Metadata), len(meta))
 		}
 	}
-	if want := "permessage-deflate; server_no_context_takeover; client_no_context_takeover"; results[1].Extensions != want || results[0].Extensions != "" {
-		t.Errorf("extensions %q (off) and %q (on), want none and %q", results[0].Extensions, results[1].Extensions, want)
-	}
+	wantExt := []string{"", "permessage-deflate; server_no_context_takeover; client_no_context_takeover", "permessage-deflate; client_max_window_bits=15"}
 	ignore := cmpopts.IgnoreFields(rpctest.BrowserResult{}, "URL", "ElapsedMs", "Extensions", "Heads", "Replies", "Subscription", "Console")
-	if diff := cmp.Diff(results[0], results[1], ignore); diff != "" {
-		t.Errorf("results plain vs compressed (-plain +deflate):\n%s", diff)
-	}
-	if bytes[1] > bytes[0]/2 {
-		t.Errorf("with deflate the gateway sent %d bytes, without %d", bytes[1], bytes[0])
+	for i := range modes {
+		if results[i].Extensions != wantExt[i] {
+			t.Errorf("mode %d: extensions %q, want %q", i, results[i].Extensions, wantExt[i])
+		}
+		if diff := cmp.Diff(results[0], results[i], ignore); diff != "" {
+			t.Errorf("results plain vs mode %d (-plain +deflate):\n%s", i, diff)
+		}
+		if i > 0 && bytes[i] > bytes[0]/2 {
+			t.Errorf("mode %d: the gateway sent %d bytes, %d plain", i, bytes[i], bytes[0])
+		}
 	}
 }
