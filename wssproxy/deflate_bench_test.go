@@ -101,7 +101,9 @@ type frameClient struct {
 	call []byte // a masked frame, sent as it is
 }
 
-func dialFrames(b *testing.B, addr, ext, method string, bufSize int) *frameClient {
+// dialFrames opens a raw client offering ext, whose call is to method,
+// sent compressed (as Chromium sends every message) if zcall.
+func dialFrames(b *testing.B, addr, ext, method string, bufSize int, zcall bool) *frameClient {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
@@ -121,7 +123,11 @@ func dialFrames(b *testing.B, addr, ext, method string, bufSize int) *frameClien
 		b.Fatalf("handshake: %v, %v", resp, err)
 	}
 	call := []byte(`{"jsonrpc":"2.0","id":1,"method":"` + method + `","params":["0x26aa394eea5630e07c48ae0c9558cef7"]}`)
-	h := wsframe.Header{Fin: true, Opcode: wsframe.OpText, Masked: true, Key: [4]byte{1, 2, 3, 4}, Length: int64(len(call))}
+	h := wsframe.Header{Fin: true, Opcode: wsframe.OpText, Masked: true, Key: [4]byte{1, 2, 3, 4}}
+	if zcall {
+		call, h.RSV = deflateMsg(b, call), rsv1
+	}
+	h.Length = int64(len(call))
 	wsframe.Mask(h.Key, 0, call)
 	return &frameClient{conn: conn, br: br, call: append(wsframe.AppendHeader(nil, h), call...)}
 }
@@ -170,20 +176,22 @@ func BenchmarkDeflate(b *testing.B) {
 		{"reply-100B", "state_getStorage"},
 	}
 	lines := []struct {
-		name string
-		ext  string
-		opts *DeflateOptions
+		name  string
+		ext   string
+		opts  *DeflateOptions
+		zcall bool
 	}{
-		{"plain", "", nil},
-		{"deflate", offerChromium, nil},
-		{"deflate-level4", offerChromium, &DeflateOptions{Level: 4}},
-		{"deflate-all", offerChromium, &DeflateOptions{Threshold: -1}}, // no threshold: what 100 B would cost
+		{"plain", "", nil, false},
+		{"deflate", offerChromium, nil, false},
+		{"deflate-zcall", offerChromium, nil, true}, // the call compressed too, as Chromium sends it
+		{"deflate-level4", offerChromium, &DeflateOptions{Level: 4}, false},
+		{"deflate-all", offerChromium, &DeflateOptions{Threshold: -1}, false}, // no threshold: what 100 B would cost
 	}
 	for _, m := range msgs {
 		for _, l := range lines {
 			b.Run(m.name+"/"+l.name, func(b *testing.B) {
 				_, addr := benchGateway(b, node, l.opts)
-				c := dialFrames(b, addr, l.ext, m.method, 64<<10)
+				c := dialFrames(b, addr, l.ext, m.method, 64<<10, l.zcall)
 				c.roundTrip(b) // warm the pools
 				lat := make([]time.Duration, 0, b.N)
 				var wire int64
@@ -230,7 +238,7 @@ func BenchmarkDeflateIdleConn(b *testing.B) {
 				runtime.ReadMemStats(&before)
 				conns := make([]*frameClient, n)
 				for i := range conns {
-					conns[i] = dialFrames(b, addr, l.ext, "state_getKeys", 4<<10)
+					conns[i] = dialFrames(b, addr, l.ext, "state_getKeys", 4<<10, false)
 					conns[i].roundTrip(b)
 				}
 				runtime.GC()
