@@ -83,12 +83,14 @@ type deflateConn struct {
 // one the gateway accepts: it returns the connection's state and the
 // response's Sec-WebSocket-Extensions value, or nil.
 func (p *Proxy) negotiateDeflate(r *http.Request) (*deflateConn, string) {
+	return p.negotiateDeflateValues(r.Header.Values("Sec-WebSocket-Extensions"))
+}
+
+// negotiateDeflateValues is negotiateDeflate on the values of the
+// request's Sec-WebSocket-Extensions fields.
+func (p *Proxy) negotiateDeflateValues(offers []string) (*deflateConn, string) {
 	d := p.opts.Deflate
-	if d != nil && d.Disabled {
-		return nil, ""
-	}
-	offers := r.Header.Values("Sec-WebSocket-Extensions")
-	if len(offers) == 0 {
+	if len(offers) == 0 || d != nil && d.Disabled {
 		return nil, ""
 	}
 	var o pmdeflate.Options
