@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/coder/websocket"
 	"github.com/wssgate/wssgate/internal/pmdeflate"
 	"github.com/wssgate/wssgate/internal/wsframe"
 )
@@ -31,6 +32,11 @@ const (
 // DefaultDeflateLevel, with no context takeover: a connection holds a
 // compressor (about 1 MB) or decompressor (40 KB) only while a message is
 // compressed or inflated.
+//
+// In shared mode ([Options.Share]) clients are served by the websocket
+// package, whose own permessage-deflate is used with the same Disabled,
+// Threshold and ContextTakeover; it compresses at level 1 whatever Level
+// says, and ClientMaxWindowBits does not apply.
 type DeflateOptions struct {
 	// Disabled declines every offer: all messages go plain, as before.
 	Disabled bool
@@ -110,6 +116,32 @@ func (p *Proxy) negotiateDeflateValues(offers []string) (*deflateConn, string) {
 	in := pmdeflate.NewInflater(params)
 	in.Alloc = getBig
 	return &deflateConn{params: params, out: pmdeflate.NewDeflater(params), in: in}, params.Header()
+}
+
+// sharedDeflate maps Options.Deflate to the websocket package's
+// compression, which shared mode's clients are served with: the same
+// negotiation and threshold, at the package's own level (1), with the
+// read limit on inflated bytes as in the relay.
+func (p *Proxy) sharedDeflate() (websocket.CompressionMode, int) {
+	d := p.opts.Deflate
+	switch {
+	case d == nil:
+		return websocket.CompressionNoContextTakeover, DefaultDeflateThreshold
+	case d.Disabled:
+		return websocket.CompressionDisabled, 0
+	}
+	mode := websocket.CompressionNoContextTakeover
+	if d.ContextTakeover {
+		mode = websocket.CompressionContextTakeover
+	}
+	threshold := d.Threshold
+	switch {
+	case threshold == 0:
+		threshold = DefaultDeflateThreshold
+	case threshold < 0:
+		threshold = 1 // the package's 0 means its own default
+	}
+	return mode, threshold
 }
 
 // rsv1 marks the first frame of a compressed message (RFC 7692 section 6).

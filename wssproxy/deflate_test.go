@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -486,5 +487,40 @@ func TestDeflateBombMemory(t *testing.T) {
 	}
 	if n := len(node.Msgs()); n != 0 {
 		t.Errorf("the node received %d messages", n)
+	}
+}
+
+// TestDeflateShared: shared mode's clients, served by the websocket
+// package, negotiate the same way (off with Disabled), get the metadata
+// compressed, and the read limit applies to what a client's compressed
+// message inflates to (1009).
+func TestDeflateShared(t *testing.T) {
+	t.Parallel()
+	node := startNode(t)
+	var meta string
+	if err := json.Unmarshal(nodeCall(t, node, "state_getMetadata"), &meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*DeflateOptions{nil, {Disabled: true}} {
+		_, url := startShared(t, &ShareOptions{ConnsPerNode: 1}, &Options{Policy: DefaultPolicy(), Deflate: d, ReadLimit: 4 << 20}, node)
+		c := rawDial(t, url, offerChromium)
+		want := "permessage-deflate; client_no_context_takeover; server_no_context_takeover" // the package's order
+		if d != nil {
+			want = ""
+		}
+		if got := c.resp.Header.Get("Sec-WebSocket-Extensions"); got != want {
+			t.Fatalf("Deflate %+v: answered %q, want %q", d, got, want)
+		}
+		c.send(wsframe.Header{Fin: true, Opcode: wsframe.OpText}, []byte(`{"jsonrpc":"2.0","id":1,"method":"state_getMetadata","params":[]}`))
+		_, compressed, got, _ := c.message()
+		if compressed != (d == nil) || !strings.Contains(string(got), meta) {
+			t.Errorf("Deflate %+v: metadata compressed %v, %d bytes", d, compressed, len(got))
+		}
+		if d == nil {
+			c.send(wsframe.Header{Fin: true, RSV: rsv1, Opcode: wsframe.OpText}, deflateMsg(t, make([]byte, 5<<20)))
+			if code := c.closeCode(); code != wsframe.StatusMessageTooBig {
+				t.Errorf("a 5 MiB message compressed over a 4 MiB limit: close %d, want 1009", code)
+			}
+		}
 	}
 }

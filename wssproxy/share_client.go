@@ -66,9 +66,11 @@ func (p *Proxy) serveShared(w http.ResponseWriter, r *http.Request, key string, 
 	}
 	p.done.Add(1)
 	p.mu.Unlock()
+	mode, threshold := p.sharedDeflate()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		InsecureSkipVerify: true, // origins were checked already
-		CompressionMode:    websocket.CompressionDisabled,
+		InsecureSkipVerify:   true, // origins were checked already
+		CompressionMode:      mode,
+		CompressionThreshold: threshold,
 	})
 	if err != nil {
 		release()
