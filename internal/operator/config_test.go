@@ -248,8 +248,10 @@ func TestMaxConnsPerNode(t *testing.T) {
 	if err != nil || c.MaxConnsPerNode != 100 {
 		t.Fatalf("default -max-conns-per-node %d (%v), want 100", c.MaxConnsPerNode, err)
 	}
+	// No health checks: their own connection to the node (head
+	// subscriptions) would change node.Conns() while the test counts.
 	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
-		"-upstream", node.URL(), "-max-conns-per-node", "1")
+		"-upstream", node.URL(), "-max-conns-per-node", "1", "-health-interval", "-1s")
 	insecure := &tls.Config{InsecureSkipVerify: true}
 	if _, _, err := dialWSS(t, g.TLS, insecure); err != nil {
 		t.Fatal(err)
