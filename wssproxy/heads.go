@@ -30,26 +30,8 @@ func (p *Proxy) watchHeads(ctx context.Context, b *backend) {
 	for {
 		err := p.followHeads(ctx, b)
 		lost := b.health.setSubscribed(false)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !p.headsEnded(ctx, b, err, lost) {
 			return
-		}
-		if errors.Is(err, errMissedHeads) {
-			p.log.LogAttrs(ctx, slog.LevelInfo, "wssproxy: head subscriptions missed heads; subscribing again",
-				slog.String("upstream", b.host))
-			continue
-		}
-		level := slog.LevelDebug
-		if lost {
-			level = slog.LevelInfo
-		}
-		p.log.LogAttrs(ctx, level, "wssproxy: head subscriptions down; polling heads",
-			slog.String("upstream", b.host), slog.String("error", err.Error()))
-		t := time.NewTimer(p.opts.HealthInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
 		}
 	}
 }
@@ -164,5 +146,31 @@ func (p *Proxy) pingHeads(ctx context.Context, c *websocket.Conn) {
 			c.CloseNow()
 			return
 		}
+	}
+}
+
+// headsEnded logs why node b's head subscriptions ended (err; lost
+// reports whether they had been up) and, unless they only missed heads
+// and are to be made again at once, waits HealthInterval before the next
+// try, while the health checks poll. It reports false if ctx ended.
+func (p *Proxy) headsEnded(ctx context.Context, b *backend, err error, lost bool) bool {
+	if errors.Is(err, errMissedHeads) {
+		p.log.LogAttrs(ctx, slog.LevelInfo, "wssproxy: head subscriptions missed heads; subscribing again",
+			slog.String("upstream", b.host))
+		return true
+	}
+	level := slog.LevelDebug
+	if lost {
+		level = slog.LevelInfo
+	}
+	p.log.LogAttrs(ctx, level, "wssproxy: head subscriptions down; polling heads",
+		slog.String("upstream", b.host), slog.String("error", err.Error()))
+	t := time.NewTimer(p.opts.HealthInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/wssgate/wssgate/internal/jsonrpc"
 )
@@ -43,26 +42,8 @@ func (h *shareHub) watchHeads(ctx context.Context, b *backend) {
 		h.mu.Lock()
 		o.closeLocked()
 		h.mu.Unlock()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !p.headsEnded(ctx, b, err, lost) {
 			return
-		}
-		if errors.Is(err, errMissedHeads) {
-			p.log.LogAttrs(ctx, slog.LevelInfo, "wssproxy: head subscriptions missed heads; subscribing again",
-				slog.String("upstream", b.host))
-			continue
-		}
-		level := slog.LevelDebug
-		if lost {
-			level = slog.LevelInfo
-		}
-		p.log.LogAttrs(ctx, level, "wssproxy: head subscriptions down; polling heads",
-			slog.String("upstream", b.host), slog.String("error", err.Error()))
-		t := time.NewTimer(p.opts.HealthInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
 		}
 	}
 }
