@@ -1,52 +1,12 @@
 package ratelimit
 
 import (
-	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/wssgate/wssgate/internal/leakcheck"
 )
 
 // TestMain fails the run if goroutines outlive the tests: nothing in
 // this package may start one that keeps running.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		code = checkGoroutines()
-	}
-	os.Exit(code)
-}
-
-// checkGoroutines gives exiting goroutines (closed test servers' conns)
-// up to 5s to end, then reports the survivors.
-func checkGoroutines() int {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		leaked := leakedGoroutines()
-		if len(leaked) == 0 {
-			return 0
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintf(os.Stderr, "leaked goroutines:\n\n%s\n", strings.Join(leaked, "\n\n"))
-			return 1
-		}
-		time.Sleep(10 * time.Millisecond) // polling for exit, not synchronising a test
-	}
-}
-
-// leakedGoroutines returns the stacks of goroutines other than this one
-// and the runtime's or the fuzzing engine's own.
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var leaked []string
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "checkGoroutines") || strings.Contains(g, "os/signal.") {
-			continue
-		}
-		leaked = append(leaked, g)
-	}
-	return leaked
-}
+func TestMain(m *testing.M) { os.Exit(leakcheck.Run(m)) }
