@@ -373,29 +373,29 @@ func (c *shareClient) leave() {
 	c.subs = nil
 }
 
-// drainClients closes every shared-mode client with 1001 once what is
-// queued for it is sent, for Shutdown.
-func (h *shareHub) drainClients() {
+// clientList returns the shared-mode clients, for acting on them without
+// the hub's lock.
+func (h *shareHub) clientList() []*shareClient {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	clients := make([]*shareClient, 0, len(h.clients))
 	for c := range h.clients {
 		clients = append(clients, c)
 	}
-	h.mu.Unlock()
-	for _, c := range clients {
+	return clients
+}
+
+// drainClients closes every shared-mode client with 1001 once what is
+// queued for it is sent, for Shutdown.
+func (h *shareHub) drainClients() {
+	for _, c := range h.clientList() {
 		c.closeAfterQueued(&policyClose{websocket.StatusGoingAway, reasonShutdown})
 	}
 }
 
 // killClients drops every shared-mode client at once, for Close.
 func (h *shareHub) killClients() {
-	h.mu.Lock()
-	clients := make([]*shareClient, 0, len(h.clients))
-	for c := range h.clients {
-		clients = append(clients, c)
-	}
-	h.mu.Unlock()
-	for _, c := range clients {
+	for _, c := range h.clientList() {
 		c.cancel()
 		c.ws.CloseNow()
 	}
