@@ -75,7 +75,9 @@ func benchTarget(b *testing.B, upstream *httptest.Server, line string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
+	srv := httptest.NewUnstartedServer(p)
+	srv.Listener = NewListener(srv.Listener) // as examples/basic serves
+	srv.Start()
 	b.Cleanup(func() {
 		p.Close()
 		srv.Close()

@@ -287,6 +287,7 @@ func (t *upgradeTransport) dial(ctx context.Context, u *url.URL) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
+	raw = newHookConn(raw) // the relay gathers the node's bursts (readhook_unix.go)
 	if u.Scheme != "https" {
 		return raw, nil
 	}

@@ -88,7 +88,7 @@ func tlsGatewayOn(t *testing.T, p *Proxy, wrap func(net.Listener) net.Listener) 
 	}
 	srv := NewServer(ln.Addr().String(), p, certs.TLSConfig(src), testLogger(t))
 	served := make(chan error, 1)
-	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	go func() { served <- srv.ServeTLS(NewListener(ln), "", "") }()
 	t.Cleanup(func() {
 		p.Close()
 		srv.Close()

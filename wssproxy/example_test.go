@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -179,4 +180,43 @@ func ExampleDeflateOptions() {
 	// Output:
 	// permessage-deflate; server_no_context_takeover; client_no_context_takeover
 	// 8230 true
+}
+
+func ExampleNewListener() {
+	node := echoNode()
+	defer node.Close()
+	p, err := wssproxy.New("ws"+strings.TrimPrefix(node.URL, "http"), &wssproxy.Options{
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // in production: ":443"
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := wssproxy.NewServer(ln.Addr().String(), p, nil, nil)
+	// With TLS: srv.ServeTLS(wssproxy.NewListener(ln), "", "")
+	go srv.Serve(wssproxy.NewListener(ln))
+	defer srv.Close()
+
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.CloseNow()
+	for i := range 3 { // pipelined: the gateway may send them on in one write
+		c.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"id":%d,"jsonrpc":"2.0","method":"system_health","params":[]}`, i))
+	}
+	for range 3 {
+		_, reply, _ := c.Read(ctx)
+		fmt.Printf("%s\n", reply)
+	}
+	// Output:
+	// {"id":0,"jsonrpc":"2.0","method":"system_health","params":[]}
+	// {"id":1,"jsonrpc":"2.0","method":"system_health","params":[]}
+	// {"id":2,"jsonrpc":"2.0","method":"system_health","params":[]}
 }

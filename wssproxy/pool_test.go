@@ -40,7 +40,9 @@ func startPool(t *testing.T, upstreams []string, opts *Options) (*Proxy, string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
+	srv := httptest.NewUnstartedServer(p)
+	srv.Listener = NewListener(srv.Listener) // as examples/basic serves
+	srv.Start()
 	t.Cleanup(func() {
 		p.Close()
 		srv.Close()

@@ -52,6 +52,9 @@ type copier struct {
 	rerr   error   // a read error that came with data, returned after it
 	full   bool    // the last read filled the buffer
 
+	hook     *hookConn // src's socket, if it says when it runs dry; else nil
+	flushErr error     // a write to dst that failed in onBlock
+
 	frag   wsframe.Fragments
 	msgLen int64       // payload bytes of the message so far
 	whole  bool        // the message is collected for the session
@@ -73,13 +76,20 @@ type copier struct {
 func newCopier(pc *proxyConn, dir direction, src, dst *socket) *copier {
 	c := &copier{pc: pc, dir: dir, src: src, dst: dst, masked: dir == toNode, limit: pc.p.readLimit()}
 	c.buf = c.idle[:]
+	c.hook = readHook(src.conn)
 	return c
 }
 
 // run relays until an error, ends the connection with it, and frees the
 // copier's buffers.
 func (c *copier) run() error {
+	if c.hook != nil {
+		c.hook.onBlock = c.onBlock
+	}
 	err := c.loop()
+	if c.hook != nil {
+		c.hook.onBlock = nil
+	}
 	c.pc.finish(err)
 	c.release()
 	var ce wsframe.CloseError
@@ -139,21 +149,26 @@ func (c *copier) release() {
 	c.releaseDeflate()
 }
 
-// read reads more from src. It first sends what the gather holds, since
-// the read may block, so the frames of one read go out in one write;
-// except after a read that filled its buffer while the socket already
-// holds more (a burst: a fan-out of new heads, a client pipelining
-// calls), which it gathers too. With nothing unread and no frame in
-// progress it blocks on the copier's own small buffer rather than a pooled
-// one; otherwise it reads into a pooled buffer, after what is unread.
+// read reads more from src, after what is unread. The frames of
+// everything read while src has more to give go out in one write: when
+// src's socket says when it runs dry (a hookConn), onBlock sends them
+// then; otherwise read sends them before every read that may block,
+// except after one that filled its buffer while the socket already holds
+// more (FIONREAD). With nothing unread and no frame in progress it reads
+// into the copier's own small buffer rather than a pooled one, unless the
+// last read filled its buffer (a burst: a fan-out of new heads, a client
+// pipelining calls), so an idle connection holds no pooled buffer.
 func (c *copier) read() error {
 	if c.rerr != nil {
 		return &sideError{c.src.side, c.rerr}
 	}
-	burst := c.full && pending(c.src.conn) > 0
-	if !burst {
-		if err := c.dst.out.flush(); err != nil {
-			return &sideError{c.dst.side, err}
+	burst := c.full
+	if c.hook == nil {
+		burst = burst && pending(c.src.conn) > 0
+		if !burst {
+			if err := c.dst.out.flush(); err != nil {
+				return &sideError{c.dst.side, err}
+			}
 		}
 	}
 	if c.r == c.w {
@@ -161,10 +176,7 @@ func (c *copier) read() error {
 	}
 	switch {
 	case c.w == 0 && c.rem == 0 && !burst:
-		if c.pooled != nil {
-			readPool.Put(c.pooled)
-			c.pooled, c.buf = nil, c.idle[:]
-		}
+		c.dropPooled()
 	case c.pooled == nil:
 		c.grow(readBufSize)
 	case c.r > 0:
@@ -172,6 +184,13 @@ func (c *copier) read() error {
 		c.r = 0
 	}
 	n, err := c.src.conn.Read(c.buf[c.w:])
+	for n == 0 && err == errWouldBlock { // from onBlock: the socket ran dry
+		if c.flushErr != nil {
+			return &sideError{c.dst.side, c.flushErr}
+		}
+		c.dropPooled() // and block on the small buffer
+		n, err = c.src.conn.Read(c.buf[c.w:])
+	}
 	c.w += n
 	c.full = c.w == len(c.buf)
 	if n > 0 {
@@ -179,6 +198,27 @@ func (c *copier) read() error {
 		return nil
 	}
 	return &sideError{c.src.side, err}
+}
+
+// onBlock is src's hookConn's: src has nothing more to read, so what
+// this copier gathered for dst goes out now. It asks the read to come
+// back instead of waiting if the copier holds a pooled buffer it could
+// let go of first.
+func (c *copier) onBlock() bool {
+	if err := c.dst.out.flush(); err != nil {
+		c.flushErr = err
+		return false
+	}
+	return c.pooled == nil || c.w != 0 || c.rem != 0
+}
+
+// dropPooled returns the pooled read buffer, which holds nothing unread,
+// and goes back to the copier's own.
+func (c *copier) dropPooled() {
+	if c.pooled != nil {
+		readPool.Put(c.pooled)
+		c.pooled, c.buf = nil, c.idle[:]
+	}
 }
 
 // process relays every frame the buffer holds whole, and what has come

@@ -3,6 +3,7 @@ package wssproxy
 import (
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 )
@@ -42,4 +43,24 @@ func NewServer(addr string, h http.Handler, tlsConfig *tls.Config, logger *slog.
 		MaxHeaderBytes:    ServerMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+}
+
+// NewListener wraps a TCP listener for a server of the proxy: the relay
+// can then tell when a client's socket has nothing more to read (which a
+// blocking read cannot), and sends the node the calls of a whole burst in
+// one write instead of one write per TLS record. Serve TLS on it as on
+// inner (http.Server.ServeTLS wraps it in crypto/tls). Connections from
+// any other listener are relayed just as correctly, with more writes.
+func NewListener(inner net.Listener) net.Listener {
+	return hookListener{inner}
+}
+
+type hookListener struct{ net.Listener }
+
+func (l hookListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newHookConn(c), nil
 }

@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -68,8 +69,12 @@ func run(args []string) error {
 	}
 	tlsSrv := wssproxy.NewServer(*listen, proxy, certs.TLSConfig(src), nil)
 	httpSrv := wssproxy.NewServer(*httpListen, src.HTTPHandler(nil), nil, nil)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 2)
-	go func() { errc <- tlsSrv.ListenAndServeTLS("", "") }()
+	go func() { errc <- tlsSrv.ServeTLS(wssproxy.NewListener(ln), "", "") }()
 	go func() { errc <- httpSrv.ListenAndServe() }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

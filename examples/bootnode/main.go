@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	srv := wssproxy.NewServer(*listen, p, certs.TLSConfig(src), logger)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	go func() { errc <- srv.ServeTLS(wssproxy.NewListener(ln), "", "") }()
 	logger.Info("bootnode gateway serving", "wss", "wss://"+ln.Addr().String(), "upstream", *upstream)
 	if ready != nil {
 		ready <- ln.Addr().String()

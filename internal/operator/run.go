@@ -251,6 +251,7 @@ func (s *server) listen(flagName, addr string) (net.Listener, error) {
 
 func (s *server) serveOn(srv *http.Server, ln net.Listener, tls bool) {
 	s.servers = append(s.servers, srv)
+	ln = wssproxy.NewListener(ln)
 	go func() {
 		var err error
 		if tls {
