@@ -197,6 +197,13 @@ func (pc *proxyConn) kill() {
 	client, node := pc.client, pc.node
 	pc.mu.Unlock()
 	if client != nil {
+		// A copier may be writing one side from inside its read of the
+		// other (hookConn.onBlock), and a socket's Close waits for the
+		// reads on it to return: fail every write first, so neither
+		// Close waits on a peer that stopped reading.
+		past := time.Unix(1, 0)
+		client.conn.SetWriteDeadline(past)
+		node.conn.SetWriteDeadline(past)
 		client.conn.Close()
 		node.conn.Close()
 	}

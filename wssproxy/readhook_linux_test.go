@@ -163,3 +163,34 @@ func (c *countConn) Write(p []byte) (int, error) {
 	c.n += n
 	return n, err
 }
+
+// TestKillWhileFlushingInOnBlock: kill returns while a copier is stuck
+// writing to a node that stopped reading from inside its read of the
+// client (where a socket's Close would wait for it).
+func TestKillWhileFlushingInOnBlock(t *testing.T) {
+	_, clientSide := hookPair(t)
+	_, nodeSide := hookPair(t) // whose peer never reads
+	entered := make(chan struct{})
+	clientSide.onBlock = func() bool {
+		close(entered)
+		nodeSide.Write(make([]byte, 64<<20)) // more than loopback buffers hold
+		return false
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := clientSide.Read(make([]byte, 16))
+		read <- err
+	}()
+	<-entered
+	pc := &proxyConn{client: &socket{conn: clientSide}, node: &socket{conn: nodeSide}}
+	killed := make(chan struct{})
+	go func() { pc.kill(); close(killed) }()
+	select {
+	case <-killed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("kill did not return in 20s: Close waited on a read stuck in onBlock")
+	}
+	if err := <-read; err == nil {
+		t.Fatal("the read on a killed connection returned no error")
+	}
+}
