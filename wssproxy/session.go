@@ -224,16 +224,20 @@ func answeredID(c *jsonrpc.Call) bool {
 // the subscription it opens against the cap. It returns why c is refused,
 // or "".
 func (s *session) trackSubscription(c *jsonrpc.Call) string {
-	var t tracked
-	if t.opens = subscribeOf(c.Method); t.opens == nil {
-		if t.closes = unsubscribeOf(c.Method); t.closes == nil {
-			return ""
+	var (
+		opens, closes *subFamily
+		subID         string
+	)
+	if opens = subscribeOf(c.Method); opens == nil {
+		if closes = unsubscribeOf(c.Method); closes == nil {
+			return "" // an ordinary call: nothing allocated for it
 		}
 		raw, _ := jsonrpc.Param(c.Params, 0, "subscription")
-		if t.subID = canonicalSubID(raw); t.subID == "" {
+		if subID = canonicalSubID(raw); subID == "" {
 			return ""
 		}
 	}
+	t := &tracked{opens: opens, closes: closes, subID: subID}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.closes != nil {
@@ -245,7 +249,7 @@ func (s *session) trackSubscription(c *jsonrpc.Call) string {
 		s.p.metrics.Denied("subscriptions")
 		return fmt.Sprintf("limit exceeded: at most %d subscriptions per connection", s.p.opts.MaxSubscriptions)
 	}
-	if why := s.trackLocked(c, &t); why != "" {
+	if why := s.trackLocked(c, t); why != "" {
 		return why
 	}
 	if t.opens != nil {

@@ -142,18 +142,20 @@ func TestSessionBounds(t *testing.T) {
 // TestSessionAllocs: judging an ordinary call, forwarded as it is, costs
 // no allocation.
 func TestSessionAllocs(t *testing.T) {
-	s := testSession(t, 0)
-	for _, msg := range []string{
-		`{"jsonrpc":"2.0","id":"0f3a-17","method":"state_getStorage","params":["0x26aa394eea5630e07c48ae0c9558cef7"]}`,
-		`{"jsonrpc":"2.0","id":17,"method":"chain_getBlock","params":[]}`,
-	} {
-		m := []byte(msg)
-		if n := testing.AllocsPerRun(100, func() {
-			if v := s.clientMessage(context.Background(), m); v.forward == nil {
-				t.Fatal("not forwarded")
+	for _, maxSubs := range []int{0, 1024} { // without and with a subscription cap to keep
+		s := testSession(t, maxSubs)
+		for _, msg := range []string{
+			`{"jsonrpc":"2.0","id":"0f3a-17","method":"state_getStorage","params":["0x26aa394eea5630e07c48ae0c9558cef7"]}`,
+			`{"jsonrpc":"2.0","id":17,"method":"chain_getBlock","params":[]}`,
+		} {
+			m := []byte(msg)
+			if n := testing.AllocsPerRun(100, func() {
+				if v := s.clientMessage(context.Background(), m); v.forward == nil {
+					t.Fatal("not forwarded")
+				}
+			}); n != 0 {
+				t.Errorf("MaxSubscriptions %d, %s: %v allocations per message, want 0", maxSubs, msg, n)
 			}
-		}); n != 0 {
-			t.Errorf("%s: %v allocations per message, want 0", msg, n)
 		}
 	}
 }
