@@ -38,8 +38,12 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
+//	ln, err := net.Listen("tcp", ":443")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	srv := wssproxy.NewServer(":443", p, certs.TLSConfig(src), nil)
-//	log.Fatal(srv.ListenAndServeTLS("", ""))
+//	log.Fatal(srv.ServeTLS(wssproxy.NewListener(ln), "", ""))
 //
 // The examples directory has runnable programs: examples/basic (the
 // operator binary: every flag, Let's Encrypt with -domain, a systemd unit),

@@ -9,8 +9,16 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
+//	ln, err := net.Listen("tcp", ":443")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	srv := wssproxy.NewServer(":443", p, certs.TLSConfig(src), nil)
-//	log.Fatal(srv.ListenAndServeTLS("", ""))
+//	log.Fatal(srv.ServeTLS(wssproxy.NewListener(ln), "", ""))
+//
+// [NewListener] is optional, and worth it: on it the relay sees when a
+// client's socket runs dry, so a client pipelining calls costs the node
+// one write per burst rather than one per call.
 //
 // For each WebSocket handshake the proxy dials the node first, so a node
 // that is down costs the client an HTTP 502 with a reason rather than a
@@ -31,8 +39,10 @@
 // (masking, reserved bits, opcodes, control frames, fragmentation, UTF-8
 // of text and close reasons: 1002 or 1007 otherwise), unmasks a copy only
 // of what the JSON-RPC inspection must read, and builds a frame only for a
-// message the inspection changed. The frames of one read go out in one
-// write. A connection holds a pooled read or write buffer only while data
+// message the inspection changed. What it reads while the source socket
+// holds more goes out in one write, once the socket runs dry (on Linux
+// and other Unix systems, for sockets from [NewListener] and the node
+// dialer; elsewhere, the frames of one read go out in one write). A connection holds a pooled read or write buffer only while data
 // is in flight. (github.com/coder/websocket serves shared mode, whose
 // node connections carry many sessions' messages, the health checks' head
 // subscriptions, the tests and the examples.)

@@ -26,7 +26,7 @@ const (
 // is set on the whole request, since WebSockets are long-lived; the proxy
 // bounds those itself. tlsConfig may be nil for plain HTTP (behind a TLS
 // terminating load balancer). The server speaks HTTP/1.1 only, since
-// WebSocket upgrades need it.
+// WebSocket upgrades need it. Serve it on a listener from [NewListener].
 func NewServer(addr string, h http.Handler, tlsConfig *tls.Config, logger *slog.Logger) *http.Server {
 	if logger == nil {
 		logger = slog.Default()
