@@ -60,13 +60,21 @@ func benchTarget(b *testing.B, upstream *httptest.Server, line string) string {
 	if line == "direct" {
 		return up
 	}
+	_, srv := benchLineProxy(b, up, line, true)
+	srv.Start()
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// benchProxy returns a proxy for a line in front of upstream URL up, and
+// its server, not yet started, on NewListener if hook is set.
+func benchLineProxy(b *testing.B, up, line string, hook bool) (*Proxy, *httptest.Server) {
 	opts := &Options{
 		Logger:         slog.New(slog.DiscardHandler),
 		HealthInterval: -1,
 		ReadLimit:      4 << 20,
 		Policy:         AllowAll(),
 	}
-	if line == "proxy+inspect" { // the default policy plus message limits, as examples/basic runs
+	if strings.HasPrefix(line, "proxy+inspect") { // the default policy plus message limits, as examples/basic runs
 		opts.Policy = DefaultPolicy()
 		opts.MessageRate, opts.MessageBurst = 1e9, 1e9
 		opts.MaxSubscriptions = 1024
@@ -76,13 +84,74 @@ func benchTarget(b *testing.B, upstream *httptest.Server, line string) string {
 		b.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(p)
-	srv.Listener = NewListener(srv.Listener) // as examples/basic serves
-	srv.Start()
+	if hook {
+		srv.Listener = NewListener(srv.Listener) // as examples/basic serves
+	}
 	b.Cleanup(func() {
 		p.Close()
 		srv.Close()
 	})
-	return "ws" + strings.TrimPrefix(srv.URL, "http")
+	return p, srv
+}
+
+// BenchmarkPipelined: a client keeps 64 calls of 100 B in flight over
+// TLS, as loadtest's pipe mode does, and reads the echoes. crypto/tls
+// returns one record (here one call) per Read; node-writes/msg is how
+// many writes the proxy made to the node per call. The "plain-listener"
+// lines serve without NewListener, so the relay cannot tell when the
+// client's socket runs dry and writes after every read.
+func BenchmarkPipelined(b *testing.B) {
+	const window = 64
+	for _, line := range []string{"proxy", "proxy+inspect", "proxy/plain-listener", "proxy+inspect/plain-listener"} {
+		b.Run(line, func(b *testing.B) {
+			up := benchUpstream(b, "echo")
+			p, srv := benchLineProxy(b, "ws"+strings.TrimPrefix(up.URL, "http"), line, !strings.HasSuffix(line, "/plain-listener"))
+			srv.StartTLS()
+			c, _, err := websocket.Dial(context.Background(), "wss"+strings.TrimPrefix(srv.URL, "https"), &websocket.DialOptions{
+				HTTPClient: srv.Client(), CompressionMode: websocket.CompressionDisabled})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.CloseNow() })
+			msg := rpcMessage(100)
+			ctx := context.Background()
+			slots := make(chan struct{}, window)
+			errc := make(chan error, 1)
+			b.SetBytes(int64(2 * len(msg)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			go func() {
+				for range b.N {
+					slots <- struct{}{}
+					if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			buf := make([]byte, 128)
+			for range b.N {
+				if err := readInto(ctx, c, buf); err != nil {
+					b.Fatal(err)
+				}
+				<-slots
+			}
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			var writes, msgs int64
+			p.mu.Lock()
+			for pc := range p.conns {
+				writes += pc.stats[toNode].writeDone.Load()
+				msgs += pc.stats[toNode].msgs.Load()
+			}
+			p.mu.Unlock()
+			b.ReportMetric(float64(writes)/float64(max(msgs, 1)), "node-writes/msg")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/msg")
+		})
+	}
 }
 
 // rpcMessage is a JSON-RPC call padded to size bytes.
