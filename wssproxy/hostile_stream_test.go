@@ -448,7 +448,9 @@ func TestHostileStalledFrame(t *testing.T) {
 // unhealthy) at a client's whim.
 func TestHostileSlowFragments(t *testing.T) {
 	node := newRecNode(t, nil)
-	_, addr := serveGateway(t, node.URL(), &Options{PingInterval: 100 * time.Millisecond}, time.Second, nil)
+	// Pings every 250 ms, fragments 400 ms apart: a ping falls in every
+	// gap, and a loaded -race run has 250 ms to answer each.
+	_, addr := serveGateway(t, node.URL(), &Options{PingInterval: 250 * time.Millisecond}, time.Second, nil)
 	fp := takeFootprint()
 	ctx := testCtx(t)
 	c := dial(t, "ws://"+addr, nil)
@@ -464,7 +466,7 @@ func TestHostileSlowFragments(t *testing.T) {
 		if _, err := w.Write(part); err != nil {
 			t.Fatalf("fragment %d: %v", i, err)
 		}
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(400 * time.Millisecond)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
