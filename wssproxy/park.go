@@ -65,8 +65,16 @@ func (c *copier) readSrc(p []byte, idle bool) (int, error) {
 		if fail {
 			return n, err
 		}
-		if park && c.park() {
-			return 0, errParked
+		if park {
+			// What was gathered for dst goes first: with a hookConn, a
+			// read whose deadline has passed never calls onBlock.
+			if err := c.dst.out.flush(); err != nil {
+				c.flushErr = err
+				return 0, errWouldBlock // read returns flushErr
+			}
+			if c.park() {
+				return 0, errParked
+			}
 		}
 	}
 }
