@@ -3,6 +3,7 @@ package wssproxy
 import (
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -41,6 +42,27 @@ type parking struct {
 	parkAt time.Time // that deadline
 }
 
+// idlePool holds the small buffers copiers block on: a copier holds one
+// only while it runs, not while parked.
+var idlePool = sync.Pool{New: func() any { return new([idleReadSize]byte) }}
+
+func (c *copier) takeIdle() {
+	if c.idle == nil {
+		c.idle = idlePool.Get().(*[idleReadSize]byte)
+		if c.pooled == nil {
+			c.buf = c.idle[:]
+		}
+	}
+}
+
+// putIdle returns the small buffer, which holds nothing unread.
+func (c *copier) putIdle() {
+	if c.idle != nil && c.pooled == nil {
+		idlePool.Put(c.idle)
+		c.idle, c.buf = nil, nil
+	}
+}
+
 func (c *copier) initParking() {
 	c.id = copierIDs.Add(1)
 	c.pfd = newPollFD(c.src.conn)
@@ -72,9 +94,7 @@ func (c *copier) readSrc(p []byte, idle bool) (int, error) {
 				c.flushErr = err
 				return 0, errWouldBlock // read returns flushErr
 			}
-			if c.park() {
-				return 0, errParked
-			}
+			return 0, errParked
 		}
 	}
 }
@@ -124,6 +144,29 @@ func (c *copier) timedOut(idle bool) (park, fail bool) {
 	c.armed, c.parkAt = true, time.Now().Add(parkAfter)
 	c.src.conn.SetReadDeadline(c.parkAt)
 	return false, false
+}
+
+// runUntilParked runs the copier's loop until it ends, and returns the
+// error that ended it, or until it parks, and returns nil: another
+// goroutine may then be running the copier already.
+func (c *copier) runUntilParked() error {
+	for {
+		c.takeIdle()
+		if c.hook != nil {
+			c.hook.onBlock = c.onBlock
+		}
+		err := c.loop()
+		if c.hook != nil {
+			c.hook.onBlock = nil
+		}
+		if err != errParked {
+			return err
+		}
+		c.putIdle()
+		if c.park() {
+			return nil // the copier is the poller's now: touch nothing
+		}
+	}
 }
 
 // park hands the copier to the poller, unless the connection is ending. It

@@ -45,7 +45,7 @@ type copier struct {
 	masked   bool  // frames read are masked, as must be frames written to dst
 	limit    int64 // message size limit; -1 for none
 
-	idle   [idleReadSize]byte
+	idle   *[idleReadSize]byte // from idlePool while the copier runs (park.go)
 	buf    []byte  // idle[:] or *pooled
 	pooled *[]byte // from readPool while data is in flight
 	r, w   int     // unread bytes are buf[r:w]
@@ -77,7 +77,6 @@ type copier struct {
 
 func newCopier(pc *proxyConn, dir direction, src, dst *socket) *copier {
 	c := &copier{pc: pc, dir: dir, src: src, dst: dst, masked: dir == toNode, limit: pc.p.readLimit()}
-	c.buf = c.idle[:]
 	c.hook = readHook(src.conn)
 	c.initParking()
 	return c
@@ -87,17 +86,12 @@ func newCopier(pc *proxyConn, dir direction, src, dst *socket) *copier {
 // copier's buffers; or until the copier parks (park.go), to be run again
 // when there is more to do.
 func (c *copier) run() {
-	if c.hook != nil {
-		c.hook.onBlock = c.onBlock
-	}
-	err := c.loop()
-	if c.hook != nil {
-		c.hook.onBlock = nil
-	}
-	if err == errParked {
+	err := c.runUntilParked()
+	if err == nil {
 		return
 	}
 	defer c.pc.copierDone()
+	defer c.putIdle()
 	c.pc.finish(err)
 	c.release()
 	var ce wsframe.CloseError
