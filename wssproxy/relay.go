@@ -45,7 +45,8 @@ type copier struct {
 	masked   bool  // frames read are masked, as must be frames written to dst
 	limit    int64 // message size limit; -1 for none
 
-	idle   *[idleReadSize]byte // from idlePool while the copier runs (park.go)
+	// idle is from idlePool while the copier runs (park.go)
+	idle   *[idleReadSize]byte
 	buf    []byte  // idle[:] or *pooled
 	pooled *[]byte // from readPool while data is in flight
 	r, w   int     // unread bytes are buf[r:w]
