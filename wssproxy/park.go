@@ -79,8 +79,7 @@ func (c *copier) readSrc(p []byte, idle bool) (int, error) {
 			c.armPark()
 		}
 		n, err := c.src.conn.Read(p)
-		var ne net.Error
-		if n > 0 || err == nil || err == errWouldBlock || !errors.As(err, &ne) || !ne.Timeout() {
+		if n > 0 || err == nil || err == errWouldBlock || !isDeadline(err) {
 			return n, err
 		}
 		park, fail := c.timedOut(idle)
@@ -97,6 +96,13 @@ func (c *copier) readSrc(p []byte, idle bool) (int, error) {
 			return 0, errParked
 		}
 	}
+}
+
+// isDeadline reports whether err is a read's deadline passing, as
+// net.Conn and crypto/tls return it (not wrapped).
+func isDeadline(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }
 
 // armPark sets the idle read's deadline: at once for a copier's first idle
