@@ -51,7 +51,7 @@ type proxyConn struct {
 	ctx    context.Context // ends when the connection does; for waits only
 	cancel context.CancelFunc
 
-	mu           sync.Mutex // guards client and node until run sets them
+	mu           sync.Mutex // guards client, node and copiers until run sets them
 	client, node *socket
 	copiers      [2]*copier // by direction, once run starts them
 
@@ -98,10 +98,10 @@ func (pc *proxyConn) run(client, node *socket, done func()) {
 	pc.mu.Lock() // drain reads these under it
 	pc.ctx, pc.cancel = ctx, cancel
 	pc.client, pc.node = client, node
+	pc.copiers = [2]*copier{newCopier(pc, toNode, client, node), newCopier(pc, toClient, node, client)}
 	pc.mu.Unlock()
 	pc.done = done
 	pc.p.metrics.ConnOpened(pc.b.host)
-	pc.copiers = [2]*copier{newCopier(pc, toNode, client, node), newCopier(pc, toClient, node, client)}
 	pc.live.Store(2)
 	if pc.draining.Load() {
 		// Shutdown came during the handshake: both sides get 1001 at
