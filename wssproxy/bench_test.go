@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -265,7 +266,8 @@ func benchDial(b *testing.B, url string) *websocket.Conn {
 
 // BenchmarkIdleConn reports the heap held per idle connection: through
 // the proxy (client, proxy both ways, upstream) minus direct (client,
-// upstream) is what the proxy holds.
+// upstream) is what the proxy holds. The proxy's connections are measured
+// once idle for longer than parkAfter.
 func BenchmarkIdleConn(b *testing.B) {
 	const n = 500
 	for _, line := range benchLines {
@@ -291,13 +293,21 @@ func BenchmarkIdleConn(b *testing.B) {
 					c.Write(ctx, websocket.MessageText, rpcMessage(100))
 					c.Read(ctx)
 				}
+				if line != "direct" {
+					time.Sleep(parkAfter + parkAfter/2) // idle: the copiers park (park.go)
+				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
-				b.ReportMetric(float64(after.HeapInuse-before.HeapInuse+after.StackInuse-before.StackInuse)/n, "B/conn")
-				b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-B/conn")
+				diff := func(a, b uint64) float64 { return float64(int64(a-b)) / n }
+				b.ReportMetric(diff(after.HeapInuse+after.StackInuse, before.HeapInuse+before.StackInuse), "B/conn")
+				b.ReportMetric(diff(after.StackInuse, before.StackInuse), "stack-B/conn")
 				b.ReportMetric(float64(runtime.NumGoroutine()-g0)/n, "goroutines/conn")
 				for _, c := range conns {
 					c.CloseNow()
+				}
+				// the next round's "before" without this one's goroutines
+				for end := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > g0 && time.Now().Before(end); {
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 		})

@@ -37,6 +37,7 @@ func (pc *proxyConn) finish(err error) {
 		if sent != 0 {
 			pc.end.by, pc.end.clientCode, pc.end.clientReason = sideGateway, sent, reasonShutdown
 		}
+		pc.wakeParked()
 	})
 }
 
@@ -120,7 +121,10 @@ func (pc *proxyConn) closeSides(ci closeInfo) {
 			s.conn.Close()
 			return
 		}
+		pc.parkMu.Lock() // not to cross a copier's own deadline (park.go)
 		s.conn.SetReadDeadline(deadline)
+		pc.closeDeadline[s.side] = true
+		pc.parkMu.Unlock()
 	}
 	wg.Add(2)
 	go closeOne(pc.node, ci.nodeCode, ci.nodeReason)

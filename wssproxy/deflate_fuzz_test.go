@@ -87,13 +87,12 @@ func deflateRelay(t *testing.T, inspect, takeover bool) (cPeer, nPeer net.Conn, 
 	cGate, cPeer := net.Pipe()
 	nGate, nPeer := net.Pipe()
 	ended = make(chan struct{})
-	go func() {
-		defer close(ended)
-		pc.run(&socket{conn: cGate, side: sideClient}, &socket{conn: nGate, side: sideNode})
+	go pc.run(&socket{conn: cGate, side: sideClient}, &socket{conn: nGate, side: sideNode}, func() {
 		p.unregister(pc)
 		cPeer.Close()
 		nPeer.Close()
-	}()
+		close(ended)
+	})
 	return cPeer, nPeer, ended
 }
 

@@ -43,7 +43,11 @@
 // holds more goes out in one write, once the socket runs dry (on Linux
 // and other Unix systems, for sockets from [NewListener] and the node
 // dialer; elsewhere, the frames of one read go out in one write). A connection holds a pooled read or write buffer only while data
-// is in flight. (github.com/coder/websocket serves shared mode, whose
+// is in flight. On Linux an idle connection holds no goroutine either:
+// each direction's copier hands its socket to one epoll poller after a
+// second without traffic (at once on a new connection) and is started
+// again when bytes arrive or the connection ends; elsewhere it blocks in
+// its read. (github.com/coder/websocket serves shared mode, whose
 // node connections carry many sessions' messages, the health checks' head
 // subscriptions, the tests and the examples.)
 //

@@ -95,11 +95,10 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// handshake) and its buffers, which would otherwise be held for the
 	// life of every connection.
 	spliced = true
-	go func() {
-		defer release()
-		defer p.unregister(pc)
-		pc.run(client, node)
-	}()
+	go pc.run(client, node, func() {
+		p.unregister(pc)
+		release()
+	})
 }
 
 // acceptClient answers the client's checked handshake with 101, choosing

@@ -111,13 +111,12 @@ func relayConns(t *testing.T, opts *Options) (cPeer, nPeer net.Conn, pc *proxyCo
 	cGate, cPeer := net.Pipe()
 	nGate, nPeer := net.Pipe()
 	ended = make(chan struct{})
-	go func() {
-		defer close(ended)
-		pc.run(&socket{conn: cGate, side: sideClient}, &socket{conn: nGate, side: sideNode})
+	go pc.run(&socket{conn: cGate, side: sideClient}, &socket{conn: nGate, side: sideNode}, func() {
 		p.unregister(pc)
 		cPeer.Close()
 		nPeer.Close()
-	}()
+		close(ended)
+	})
 	return cPeer, nPeer, pc, ended
 }
 
@@ -211,11 +210,10 @@ func TestKeepaliveWriteStall(t *testing.T) {
 		nGate, nPeer := net.Pipe()
 		node := newPipePeer(nPeer, false, true)
 		ended := make(chan struct{})
-		go func() {
-			defer close(ended)
-			pc.run(&socket{conn: cGate, side: sideClient}, &socket{conn: nGate, side: sideNode})
+		go pc.run(&socket{conn: cGate, side: sideClient}, &socket{conn: nGate, side: sideNode}, func() {
 			p.unregister(pc)
-		}()
+			close(ended)
+		})
 		start := time.Now()
 		var msg [8]byte
 		binary.BigEndian.PutUint64(msg[:], 42)

@@ -51,7 +51,7 @@ type proxyConn struct {
 	ctx    context.Context // ends when the connection does; for waits only
 	cancel context.CancelFunc
 
-	mu           sync.Mutex // guards client and node until run sets them
+	mu           sync.Mutex // guards client, node and copiers until run sets them
 	client, node *socket
 	copiers      [2]*copier // by direction, once run starts them
 
@@ -67,6 +67,13 @@ type proxyConn struct {
 	end     closeInfo // set in endOnce
 
 	ka *keepalive
+
+	live   atomic.Int32 // copiers not yet ended
+	done   func()       // called once the connection has ended
+	parkMu sync.Mutex   // orders parking with the end of the connection (park.go)
+	// closeDeadline[side] is set once closeSides has set that side's read
+	// deadline for the close handshake, under parkMu.
+	closeDeadline [2]bool
 }
 
 // dirStats counts one direction's traffic. Only its copier writes msgs
@@ -78,12 +85,11 @@ type dirStats struct {
 }
 
 // run relays between the client and node sockets until either ends, then
-// closes both and logs the connection. It runs the node-to-client copier
-// itself and the client-to-node copier in a second goroutine, and waits
-// for both.
-func (pc *proxyConn) run(client, node *socket) {
+// closes both, logs the connection and calls done. It returns at once:
+// the copiers run in goroutines of their own while they have something to
+// do, and park (park.go) while they have not; the last to end finishes.
+func (pc *proxyConn) run(client, node *socket, done func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	client.out = newGather(client.conn, &pc.stats[toClient])
 	node.out = newGather(node.conn, &pc.stats[toNode])
 	if pc.sess != nil {
@@ -92,11 +98,11 @@ func (pc *proxyConn) run(client, node *socket) {
 	pc.mu.Lock() // drain reads these under it
 	pc.ctx, pc.cancel = ctx, cancel
 	pc.client, pc.node = client, node
+	pc.copiers = [2]*copier{newCopier(pc, toNode, client, node), newCopier(pc, toClient, node, client)}
 	pc.mu.Unlock()
+	pc.done = done
 	pc.p.metrics.ConnOpened(pc.b.host)
-	defer pc.closed()
-	defer node.conn.Close()
-	defer client.conn.Close()
+	pc.live.Store(2)
 	if pc.draining.Load() {
 		// Shutdown came during the handshake: both sides get 1001 at
 		// once, and the copiers wait for their answers as after any close.
@@ -104,14 +110,24 @@ func (pc *proxyConn) run(client, node *socket) {
 	} else {
 		pc.ka = startKeepalive(pc)
 	}
-	pc.copiers = [2]*copier{newCopier(pc, toNode, client, node), newCopier(pc, toClient, node, client)}
-	errc := make(chan error, 1)
-	go func() { errc <- pc.copiers[toNode].run() }()
-	pc.copiers[toClient].run() // the second copier
-	<-errc
+	go pc.copiers[toNode].run()
+	pc.copiers[toClient].run()
+}
+
+// copierDone is called as each copier ends; the last one ends the
+// connection.
+func (pc *proxyConn) copierDone() {
+	if pc.live.Add(-1) != 0 {
+		return
+	}
 	pc.ka.stop()
-	client.out.drop()
-	node.out.drop()
+	pc.client.out.drop()
+	pc.node.out.drop()
+	pc.client.conn.Close()
+	pc.node.conn.Close()
+	pc.closed()
+	pc.cancel()
+	pc.done()
 }
 
 // seesWhole reports whether the session must see the messages of
@@ -206,5 +222,6 @@ func (pc *proxyConn) kill() {
 		node.conn.SetWriteDeadline(past)
 		client.conn.Close()
 		node.conn.Close()
+		pc.wakeParked()
 	}
 }

@@ -45,7 +45,8 @@ type copier struct {
 	masked   bool  // frames read are masked, as must be frames written to dst
 	limit    int64 // message size limit; -1 for none
 
-	idle   [idleReadSize]byte
+	// idle is from idlePool while the copier runs (park.go)
+	idle   *[idleReadSize]byte
 	buf    []byte  // idle[:] or *pooled
 	pooled *[]byte // from readPool while data is in flight
 	r, w   int     // unread bytes are buf[r:w]
@@ -71,25 +72,27 @@ type copier struct {
 	cur   wsframe.Header
 	rem   int64 // its payload bytes still to come
 	first bool  // the next piece is the frame's first
+
+	parking // park.go
 }
 
 func newCopier(pc *proxyConn, dir direction, src, dst *socket) *copier {
 	c := &copier{pc: pc, dir: dir, src: src, dst: dst, masked: dir == toNode, limit: pc.p.readLimit()}
-	c.buf = c.idle[:]
 	c.hook = readHook(src.conn)
+	c.initParking()
 	return c
 }
 
 // run relays until an error, ends the connection with it, and frees the
-// copier's buffers.
-func (c *copier) run() error {
-	if c.hook != nil {
-		c.hook.onBlock = c.onBlock
+// copier's buffers; or until the copier parks (park.go), to be run again
+// when there is more to do.
+func (c *copier) run() {
+	err := c.runUntilParked()
+	if err == nil {
+		return
 	}
-	err := c.loop()
-	if c.hook != nil {
-		c.hook.onBlock = nil
-	}
+	defer c.pc.copierDone()
+	defer c.putIdle()
 	c.pc.finish(err)
 	c.release()
 	var ce wsframe.CloseError
@@ -103,7 +106,6 @@ func (c *copier) run() error {
 			}
 		}
 	}
-	return err
 }
 
 func (c *copier) loop() error {
@@ -174,8 +176,9 @@ func (c *copier) read() error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
+	idle := c.w == 0 && c.rem == 0 && !burst
 	switch {
-	case c.w == 0 && c.rem == 0 && !burst:
+	case idle:
 		c.dropPooled()
 	case c.pooled == nil:
 		c.grow(readBufSize)
@@ -183,19 +186,22 @@ func (c *copier) read() error {
 		c.w = copy(c.buf, c.buf[c.r:c.w])
 		c.r = 0
 	}
-	n, err := c.src.conn.Read(c.buf[c.w:])
+	n, err := c.readSrc(c.buf[c.w:], idle)
 	for n == 0 && err == errWouldBlock { // from onBlock: the socket ran dry
 		if c.flushErr != nil {
 			return &sideError{c.dst.side, c.flushErr}
 		}
 		c.dropPooled() // and block on the small buffer
-		n, err = c.src.conn.Read(c.buf[c.w:])
+		n, err = c.readSrc(c.buf[c.w:], c.w == 0 && c.rem == 0)
 	}
 	c.w += n
 	c.full = c.w == len(c.buf)
 	if n > 0 {
 		c.rerr = err
 		return nil
+	}
+	if err == errParked {
+		return err
 	}
 	return &sideError{c.src.side, err}
 }
