@@ -25,9 +25,16 @@ type dialFailure struct {
 func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*socket, string, *dialFailure) {
 	var fail *dialFailure
 	full := false
+	warm := p.warmFits(r)
 	for _, b := range p.candidates() {
 		if r.Context().Err() != nil {
 			break
+		}
+		if warm {
+			if s := p.warm.take(b); s != nil {
+				pc.b, pc.warm = b, true
+				return s, "", nil
+			}
 		}
 		if !b.reserve(p.opts.MaxConnsPerNode) {
 			full = true
@@ -40,6 +47,9 @@ func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*socket, string, *dial
 		}
 		b.conns.Add(-1)
 		fail = f
+		if r.Context().Err() != nil { // the client left: nothing learned of the node
+			break
+		}
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
 			slog.String("client", pc.key), slog.String("upstream", b.host),
 			slog.String("reason", f.msg), slog.String("error", f.cause.Error()))

@@ -30,6 +30,9 @@ func (pc *proxyConn) logClose() {
 		slog.Int("node_code", int(ci.nodeCode)),
 		slog.String("node_reason", ci.nodeReason),
 	}
+	if pc.warm { // the node saw no X-Forwarded-For for this client
+		attrs = append(attrs, slog.Bool("warm", true))
+	}
 	if pc.dfl != nil { // bytes_out are then the compressed bytes sent
 		attrs = append(attrs, slog.Bool("deflate", true))
 	}

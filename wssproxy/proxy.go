@@ -37,6 +37,7 @@ type Proxy struct {
 	upstreamUA, upstreamOrigin string
 	http                       *httputil.ReverseProxy
 	hub                        *shareHub // shared mode; nil for splice mode
+	warm                       *warmPool // Options.NodeWarmConns; nil without
 
 	// Health (health.go): checkMu serializes checks; allDown is whether
 	// every node was unhealthy at the last record.
@@ -107,6 +108,7 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	if o.Share != nil {
 		p.hub = newShareHub(p, o.Share)
 	}
+	p.warm = newWarmPool(p) // before the checks, which poke it
 	if o.HealthInterval > 0 {
 		p.healthDone.Add(1)
 		go p.healthLoop()
