@@ -172,7 +172,7 @@ const maxUpgradeLines = 64
 // readUpgrade reads the node's answer to an upgrade request with key,
 // offering subs, and checks it as RFC 6455 section 4.1 requires. It
 // returns the chosen subprotocol and the bytes read past the headers.
-func readUpgrade(conn net.Conn, key []byte, subs []string) (sub string, early []byte, err error) {
+func readUpgrade(conn io.Reader, key []byte, subs []string) (sub string, early []byte, err error) {
 	br := upgradeReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() {

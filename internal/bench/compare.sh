@@ -16,8 +16,9 @@
 #   LOAD_CPU [0], SERVER_CPU [1]   taskset pinning (skipped without taskset)
 #   BASE_PORT [18440]              ports BASE_PORT..BASE_PORT+8 (wssgate's
 #                  -admin-listen, with /debug/pprof, on BASE_PORT+8)
-#   WSSGATE_FLAGS [""]             more flags for wssgate (not wssgate-base),
-#                  e.g. "-node-warm-conns 4"
+#   WSSGATE_FLAGS [""]             more flags for wssgate, e.g. "-node-warm-conns 4"
+#   BASE_FLAGS [""]                more flags for wssgate-base (BASE_BASIC may be
+#                  the same build, to compare two configurations)
 #   OUT [a new /tmp dir]           configs, logs and results.jsonl
 #
 # Installs nginx, haproxy and caddy from Debian packages when missing (root).
@@ -36,6 +37,7 @@ LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 BASE_PORT=${BASE_PORT:-18440}
 WSSGATE_FLAGS=${WSSGATE_FLAGS:-}
+BASE_FLAGS=${BASE_FLAGS:-}
 OUT=${OUT:-$(mktemp -d /tmp/wssgate-bench.XXXXXX)}
 mkdir -p "$OUT/bin" "$OUT/logs" "$OUT/nginx/logs"
 
@@ -194,7 +196,7 @@ start_server() {
 		-cert "$CERT" -key "$KEY" $GATEWAY_FLAGS $WSSGATE_FLAGS >"$logf" 2>&1 & ;;
 	# shellcheck disable=SC2086
 	wssgate-base) "${PIN_SERVER[@]}" "$BASE_BASIC" -listen "127.0.0.1:${PORT[$name]}" -admin-listen "" \
-		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $BASE_GATEWAY_FLAGS >"$logf" 2>&1 & ;;
+		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $BASE_GATEWAY_FLAGS $BASE_FLAGS >"$logf" 2>&1 & ;;
 	caddy) XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy "${PIN_SERVER[@]}" caddy run \
 		--config "$OUT/caddy/Caddyfile" --adapter caddyfile >"$logf" 2>&1 & ;;
 	nginx) "${PIN_SERVER[@]}" nginx -p "$OUT/nginx" -e "$OUT/nginx/logs/error.log" \
@@ -293,7 +295,7 @@ report() {
 - wssgate: examples/basic -cert/-key, flags: ${GATEWAY_FLAGS:-none}${WSSGATE_FLAGS:+ $WSSGATE_FLAGS}, admin (pprof) on 127.0.0.1:${PORT[wssgate-admin]} ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))
 - nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'): worker_processes auto, proxy_http_version 1.1, Upgrade/Connection "upgrade", proxy_read_timeout 3600s, default proxy_buffer_size, ssl_protocols TLSv1.2 TLSv1.3 and ssl_ecdh_curve X25519:prime256v1:secp384r1 (Mozilla intermediate; 1.22's default has no TLS 1.3)
 - nginx-tuned: the same nginx, another server block with proxy_buffer_size 64k (and proxy_buffers 8 64k, proxy_busy_buffers_size 128k, which nginx requires with it)
-- wssgate-base: ${BASE_BASIC:-not measured}, flags: ${BASE_GATEWAY_FLAGS:-none}
+- wssgate-base: ${BASE_BASIC:-not measured}, flags: ${BASE_GATEWAY_FLAGS:-none}${BASE_FLAGS:+ $BASE_FLAGS}
 - caddy $(caddy version 2>/dev/null | awk '{print $1}'): reverse_proxy to the upstream, tls with the same cert, logs discarded
 - haproxy $(haproxy -v | head -1 | awk '{print $3}'): mode http, timeout tunnel 1h, bind ssl crt, alpn http/1.1, maxconn 9800
 - idle: each target restarted before the run; VmRSS of the process and its children (nginx workers), (max(after open, end of hold) - before) / opened
