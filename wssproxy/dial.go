@@ -163,7 +163,7 @@ func singleJoiningSlash(a, b string) string {
 // subprotocols lists the subprotocols the client asked for, in order.
 func subprotocols(r *http.Request) []string {
 	var out []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+	for _, v := range r.Header["Sec-Websocket-Protocol"] {
 		for p := range strings.SplitSeq(v, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				out = append(out, p)

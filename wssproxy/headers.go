@@ -131,3 +131,12 @@ func renderUpstreamHeader(h http.Header) (lines []byte, ua, origin string) {
 	}
 	return lines, ua, origin
 }
+
+// headerValue is h.Get(key) for a key already in canonical form
+// ("Sec-Websocket-Key"), which Get would canonicalize anew, allocating.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

@@ -16,6 +16,9 @@ func (pc *proxyConn) logClose() {
 	if ci.by == sideNode && ci.clientCode != 1000 && ci.clientCode != 1001 {
 		level = slog.LevelWarn
 	}
+	if !pc.p.log.Enabled(context.Background(), level) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("client", pc.key),
 		slog.String("upstream", pc.b.host),
