@@ -155,6 +155,28 @@ func TestWarmConnsReplaced(t *testing.T) {
 	})
 }
 
+// TestWarmConnsGreeting: what a node sends on a warm connection before a
+// client takes it (here a greeting right after the handshake) reaches
+// that client first, as on a connection dialed for it.
+func TestWarmConnsGreeting(t *testing.T) {
+	t.Parallel()
+	node := newEchoNode(t, func(n *echoNode) { n.greet = "hello" })
+	p, url := startProxy(t, node.URL(), &Options{NodeWarmConns: 1})
+	waitWarm(t, p, 1, 1)
+	ctx := testCtx(t)
+	for range 2 { // the first warm connection, then its replacement
+		c := dial(t, url, nil)
+		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hello" {
+			t.Fatalf("first message %q, %v; want the node's greeting", msg, err)
+		}
+		if h := node.Headers(); h[len(h)-1].Get("X-Forwarded-For") != "" {
+			t.Fatal("the client was not served warm")
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+		waitWarm(t, p, 1, 1)
+	}
+}
+
 // TestWarmConnsUnhealthy: a node that turns unhealthy loses its warm
 // connections, and gets them back once healthy again.
 func TestWarmConnsUnhealthy(t *testing.T) {
