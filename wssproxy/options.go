@@ -117,7 +117,9 @@ type Options struct {
 	// replaced. If empty, no peer is trusted.
 	TrustedProxies []netip.Prefix
 
-	// UpstreamTLS configures TLS to a wss:// (or https://) node.
+	// UpstreamTLS configures TLS to a wss:// (or https://) node. The
+	// WebSocket dials use a copy per node, with a session cache of the
+	// gateway's own if it has none, so that they resume TLS sessions.
 	// If nil, the system roots verify the node's certificate.
 	UpstreamTLS *tls.Config
 
