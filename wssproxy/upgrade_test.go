@@ -2,9 +2,15 @@ package wssproxy
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/coder/websocket"
 )
 
 // testKey is a Sec-WebSocket-Key and its Sec-WebSocket-Accept.
@@ -82,4 +88,33 @@ func FuzzReadUpgrade(f *testing.F) {
 			t.Fatalf("early bytes %q are not the answer's tail", early)
 		}
 	})
+}
+
+// TestNodeTLSResumes: dials to a wss:// node resume the TLS session of an
+// earlier one (the per-node config keeps a session cache), so a client's
+// handshake does not cost a full TLS handshake with the node too.
+func TestNodeTLSResumes(t *testing.T) {
+	t.Parallel()
+	resumed := make(chan bool, 4)
+	node := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resumed <- r.TLS.DidResume
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.Read(r.Context()) // until the gateway closes
+	}))
+	node.StartTLS()
+	t.Cleanup(node.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(node.Certificate())
+	_, url := startProxy(t, "wss"+strings.TrimPrefix(node.URL, "https"), &Options{UpstreamTLS: &tls.Config{RootCAs: roots}})
+	for i, want := range []bool{false, true} {
+		c := dial(t, url, nil)
+		if got := <-resumed; got != want {
+			t.Errorf("dial %d: node saw a resumed session %v, want %v", i, got, want)
+		}
+		c.CloseNow()
+	}
 }
