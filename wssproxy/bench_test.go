@@ -75,6 +75,9 @@ func benchLineProxy(b *testing.B, up, line string, hook bool) (*Proxy, *httptest
 		ReadLimit:      4 << 20,
 		Policy:         AllowAll(),
 	}
+	if line == "proxy+warm" { // node connections dialed ahead (NodeWarmConns)
+		opts.NodeWarmConns = 4
+	}
 	if strings.HasPrefix(line, "proxy+inspect") { // the default policy plus message limits, as examples/basic runs
 		opts.Policy = DefaultPolicy()
 		opts.MessageRate, opts.MessageBurst = 1e9, 1e9
@@ -317,8 +320,10 @@ func BenchmarkIdleConn(b *testing.B) {
 // BenchmarkHandshake measures a WebSocket handshake through the proxy
 // (client upgrade, node dial and upgrade, relay start) and its close,
 // without TLS, so that the proxy's own work in the upgrade path shows.
+// proxy+warm takes node connections dialed ahead (NodeWarmConns): their
+// dials, made meanwhile, count too.
 func BenchmarkHandshake(b *testing.B) {
-	for _, line := range benchLines {
+	for _, line := range append(benchLines, "proxy+warm") {
 		b.Run(line, func(b *testing.B) {
 			url := benchTarget(b, benchUpstream(b, "echo"), line)
 			ctx := context.Background()

@@ -89,7 +89,7 @@ type deflateConn struct {
 // one the gateway accepts: it returns the connection's state and the
 // response's Sec-WebSocket-Extensions value, or nil.
 func (p *Proxy) negotiateDeflate(r *http.Request) (*deflateConn, string) {
-	return p.negotiateDeflateValues(r.Header.Values("Sec-WebSocket-Extensions"))
+	return p.negotiateDeflateValues(r.Header["Sec-Websocket-Extensions"])
 }
 
 // negotiateDeflateValues is negotiateDeflate on the values of the

@@ -1,21 +1,11 @@
 package wssproxy
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"crypto/rand"
-	"crypto/sha1"
-	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 )
@@ -35,9 +25,16 @@ type dialFailure struct {
 func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*socket, string, *dialFailure) {
 	var fail *dialFailure
 	full := false
+	warm := p.warmFits(r)
 	for _, b := range p.candidates() {
 		if r.Context().Err() != nil {
 			break
+		}
+		if warm {
+			if s := p.warm.take(b); s != nil {
+				pc.b, pc.warm = b, true
+				return s, "", nil
+			}
 		}
 		if !b.reserve(p.opts.MaxConnsPerNode) {
 			full = true
@@ -50,6 +47,9 @@ func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*socket, string, *dial
 		}
 		b.conns.Add(-1)
 		fail = f
+		if r.Context().Err() != nil { // the client left: nothing learned of the node
+			break
+		}
 		p.log.LogAttrs(r.Context(), slog.LevelWarn, "wssproxy: node dial failed",
 			slog.String("client", pc.key), slog.String("upstream", b.host),
 			slog.String("reason", f.msg), slog.String("error", f.cause.Error()))
@@ -68,35 +68,22 @@ func (p *Proxy) dialPool(r *http.Request, pc *proxyConn) (*socket, string, *dial
 // dialNode opens node b's WebSocket for client request r, and returns its
 // socket and subprotocol.
 func (p *Proxy) dialNode(r *http.Request, b *backend) (*socket, string, *dialFailure) {
-	slot := &nodeSlot{}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), nodeSlotKey{}, slot), p.opts.HandshakeTimeout)
-	defer cancel()
 	start := time.Now()
-	h := http.Header{}
-	for k, v := range p.opts.UpstreamHeader {
-		h[k] = append([]string(nil), v...)
-	}
-	p.forwardedHeaders(h, r)
-	if ua := r.Header.Get("User-Agent"); ua != "" {
-		h.Set("User-Agent", ua)
-	}
-	if o := r.Header.Get("Origin"); o != "" && p.opts.ForwardOrigin {
-		h.Set("Origin", o)
-	}
-	resp, err := p.upgradeNode(ctx, nodeURL(b.url, r), h, subprotocols(r))
+	ctx := r.Context()
+	s, sub, err := p.nodes.upgrade(ctx, b, r.URL, p.nodeHeaderLines(r), subprotocols(r), start.Add(p.opts.HandshakeTimeout))
 	p.metrics.NodeDial(b.host, time.Since(start), err)
 	if err == nil {
-		p.log.LogAttrs(r.Context(), slog.LevelDebug, "wssproxy: node dialed",
+		p.log.LogAttrs(ctx, slog.LevelDebug, "wssproxy: node dialed",
 			slog.String("upstream", b.host), slog.Duration("latency", time.Since(start)))
-		return &socket{conn: slot.conn, side: sideNode, early: slot.early}, resp.Header.Get("Sec-WebSocket-Protocol"), nil
+		return s, sub, nil
 	}
-	if slot.conn != nil { // a 101 that breaks RFC 6455
-		slot.conn.Close()
-	}
+	var refused *nodeRefusal
 	switch cause := dialCause(err); {
-	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
-		return nil, "", &dialFailure{http.StatusBadGateway, RefusalNodeRefused, statusCause(resp), err}
-	case ctx.Err() != nil && r.Context().Err() == nil, isTimeout(err):
+	case ctx.Err() != nil:
+		return nil, "", &dialFailure{http.StatusBadGateway, RefusalNodeDown, "client went away", err}
+	case errors.As(err, &refused):
+		return nil, "", &dialFailure{http.StatusBadGateway, RefusalNodeRefused, statusCause(refused.code, refused.status), err}
+	case isTimeout(err):
 		msg := "node did not complete the WebSocket handshake in time"
 		if cause != "timed out" {
 			msg += " (" + cause + ")"
@@ -108,20 +95,50 @@ func (p *Proxy) dialNode(r *http.Request, b *backend) (*socket, string, *dialFai
 	}
 }
 
-// nodeURL joins the client's path and query onto the upstream URL, as
-// httputil.NewSingleHostReverseProxy does.
-func nodeURL(base *url.URL, r *http.Request) string {
+// nodeHeaderLines returns the header lines of client request r's upgrade
+// request to the node: the forwarded headers, the client's User-Agent,
+// its Origin with ForwardOrigin, and Options.UpstreamHeader.
+func (p *Proxy) nodeHeaderLines(r *http.Request) []byte {
+	f := p.forwardedFor(r)
+	b := make([]byte, 0, 256+len(p.upstreamLines))
+	if f.client != "" {
+		b = appendHeader(b, "X-Forwarded-For", f.client)
+		b = appendHeader(b, "X-Real-IP", f.client)
+	}
+	b = appendHeader(b, "X-Forwarded-Proto", f.proto)
+	b = appendHeader(b, "X-Forwarded-Host", f.host)
+	ua := p.upstreamUA
+	if v := r.Header["User-Agent"]; len(v) > 0 && v[0] != "" {
+		ua = v[0]
+	}
+	if ua != "" {
+		b = appendHeader(b, "User-Agent", ua)
+	}
+	origin := p.upstreamOrigin
+	if v := r.Header["Origin"]; len(v) > 0 && v[0] != "" && p.opts.ForwardOrigin {
+		origin = v[0]
+	}
+	if origin != "" {
+		b = appendHeader(b, "Origin", origin)
+	}
+	return append(b, p.upstreamLines...)
+}
+
+// nodeRequestURI joins the client's path and query onto the upstream
+// URL, as httputil.NewSingleHostReverseProxy does, and returns the
+// request-URI of the node's upgrade request.
+func nodeRequestURI(base, client *url.URL) string {
 	u := *base
-	if rp := r.URL.EscapedPath(); rp != "" && rp != "/" {
-		u.Path, u.RawPath = joinURLPath(base, r.URL)
+	if rp := client.EscapedPath(); rp != "" && rp != "/" {
+		u.Path, u.RawPath = joinURLPath(base, client)
 	}
 	switch {
 	case u.RawQuery == "":
-		u.RawQuery = r.URL.RawQuery
-	case r.URL.RawQuery != "":
-		u.RawQuery += "&" + r.URL.RawQuery
+		u.RawQuery = client.RawQuery
+	case client.RawQuery != "":
+		u.RawQuery += "&" + client.RawQuery
 	}
-	return u.String()
+	return u.RequestURI()
 }
 
 func joinURLPath(a, b *url.URL) (string, string) {
@@ -146,7 +163,7 @@ func singleJoiningSlash(a, b string) string {
 // subprotocols lists the subprotocols the client asked for, in order.
 func subprotocols(r *http.Request) []string {
 	var out []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+	for _, v := range r.Header["Sec-Websocket-Protocol"] {
 		for p := range strings.SplitSeq(v, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				out = append(out, p)
@@ -154,201 +171,4 @@ func subprotocols(r *http.Request) []string {
 		}
 	}
 	return out
-}
-
-// upgradeNode performs the opening handshake of RFC 6455 section 4.1 with
-// the node at rawURL, offering subprotocols subs, on a connection of the
-// proxy's upgradeTransport, which leaves the connection in ctx's nodeSlot.
-// A response other than 101 is returned with an error; h becomes the
-// request's header.
-func (p *Proxy) upgradeNode(ctx context.Context, rawURL string, h http.Header, subs []string) (*http.Response, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	u.Scheme = map[string]string{"ws": "http", "wss": "https"}[u.Scheme]
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	var nonce [16]byte
-	rand.Read(nonce[:])
-	key := base64.StdEncoding.EncodeToString(nonce[:])
-	req.Header = h
-	h.Set("Connection", "Upgrade")
-	h.Set("Upgrade", "websocket")
-	h.Set("Sec-WebSocket-Version", "13")
-	h.Set("Sec-WebSocket-Key", key)
-	if len(subs) > 0 {
-		h.Set("Sec-WebSocket-Protocol", strings.Join(subs, ","))
-	}
-	resp, err := p.wsDial.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body.Close()
-		return resp, fmt.Errorf("wssproxy: node answered the upgrade with %s", resp.Status)
-	}
-	sub := resp.Header.Get("Sec-WebSocket-Protocol")
-	switch {
-	case !hasToken(resp.Header, "Connection", "upgrade"), !hasToken(resp.Header, "Upgrade", "websocket"):
-		err = errors.New("wssproxy: node's 101 lacks Connection: Upgrade or Upgrade: websocket")
-	case resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(key):
-		err = errors.New("wssproxy: node's 101 has a wrong Sec-WebSocket-Accept")
-	case sub != "" && !slices.Contains(subs, sub):
-		err = fmt.Errorf("wssproxy: node chose subprotocol %q, which was not offered", sub)
-	case resp.Header.Get("Sec-WebSocket-Extensions") != "":
-		err = errors.New("wssproxy: node chose an extension, which was not offered")
-	}
-	return resp, err
-}
-
-// acceptKey is the Sec-WebSocket-Accept for a Sec-WebSocket-Key.
-func acceptKey(key string) string {
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-// nodeSlot receives, through the dial's context, the node's connection
-// and any bytes the node sent right after its 101, as upgradeTransport
-// reads them.
-type nodeSlot struct {
-	conn  net.Conn
-	early []byte
-}
-
-type nodeSlotKey struct{}
-
-// upgradeTransport is the http.RoundTripper of WebSocket dials to nodes:
-// it performs the upgrade request on a new connection of its own. On a
-// 101 it puts the connection, and any bytes the node sent after it, in the
-// request's nodeSlot for the relay, and gives the response an empty body;
-// without a nodeSlot (a websocket package dial) the body is the
-// connection.
-type upgradeTransport struct {
-	dialer      *net.Dialer
-	dialTimeout time.Duration
-	tls         *tls.Config // for wss://; nil: system roots
-}
-
-func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	conn, err := t.dial(ctx, req.URL)
-	if err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	resp, early, err := upgradeExchange(conn, req)
-	if !stop() && err == nil { // ctx ended during the exchange
-		err = ctx.Err()
-	}
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	conn.SetDeadline(time.Time{})
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if slot, ok := ctx.Value(nodeSlotKey{}).(*nodeSlot); ok {
-			slot.conn, slot.early = conn, early
-			resp.Body = http.NoBody
-			return resp, nil
-		}
-		// A websocket package dial (the health checks' head
-		// subscriptions): the body is the connection, early bytes first.
-		var r io.Reader = conn
-		if len(early) > 0 {
-			r = io.MultiReader(bytes.NewReader(early), conn)
-		}
-		resp.Body = &upgradedBody{Reader: r, Writer: conn, conn: conn}
-	}
-	return resp, nil
-}
-
-// upgradedBody is a 101 response's body that is also the connection's
-// writer, as the websocket package needs.
-type upgradedBody struct {
-	io.Reader
-	io.Writer
-	conn net.Conn
-}
-
-func (b *upgradedBody) Close() error { return b.conn.Close() }
-
-// dial connects to u's host, with TLS for https.
-func (t *upgradeTransport) dial(ctx context.Context, u *url.URL) (net.Conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, t.dialTimeout)
-	defer cancel()
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = map[bool]string{true: "443", false: "80"}[u.Scheme == "https"]
-	}
-	raw, err := t.dialer.DialContext(dctx, "tcp", net.JoinHostPort(host, port))
-	if err != nil {
-		return nil, err
-	}
-	raw = newHookConn(raw) // the relay gathers the node's bursts (readhook_unix.go)
-	if u.Scheme != "https" {
-		return raw, nil
-	}
-	cfg := t.tls.Clone()
-	if cfg == nil {
-		cfg = &tls.Config{}
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = host
-	}
-	cfg.NextProtos = []string{"http/1.1"}
-	tc := tls.Client(raw, cfg)
-	if err := tc.HandshakeContext(dctx); err != nil {
-		raw.Close()
-		return nil, err
-	}
-	return tc, nil
-}
-
-// upgradeExchange sends the upgrade request and reads the response. After
-// a 101 it returns the bytes read past the headers; otherwise the body is
-// the response's own, and closing it closes conn.
-func upgradeExchange(conn net.Conn, req *http.Request) (*http.Response, []byte, error) {
-	if err := req.Write(conn); err != nil {
-		return nil, nil, err
-	}
-	br := bufio.NewReaderSize(conn, 1<<10)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &closeBody{ReadCloser: resp.Body, conn: conn}
-		return resp, nil, nil
-	}
-	var early []byte
-	if n := br.Buffered(); n > 0 {
-		early = bytes.Clone(must(br.Peek(n)))
-	}
-	return resp, early, nil
-}
-
-func must(b []byte, _ error) []byte { return b }
-
-// closeBody closes the connection with a refused upgrade's body.
-type closeBody struct {
-	io.ReadCloser
-	conn net.Conn
-}
-
-func (b *closeBody) Close() error {
-	b.ReadCloser.Close()
-	return b.conn.Close()
-}
-
-// wsTransport dials nodes for WebSockets: always a new connection, upgraded
-// by upgradeTransport (no pooled http.Transport state per connection).
-func (p *Proxy) wsTransport() http.RoundTripper {
-	return &upgradeTransport{
-		dialer:      p.dialer(),
-		dialTimeout: p.opts.DialTimeout,
-		tls:         p.opts.UpstreamTLS,
-	}
 }

@@ -89,9 +89,9 @@ func tlsCause(err error) string {
 
 // statusCause describes a node's answer other than 101 to a WebSocket
 // upgrade.
-func statusCause(resp *http.Response) string {
-	s := "node refused the WebSocket handshake (" + resp.Status + ")"
-	switch resp.StatusCode {
+func statusCause(code int, status string) string {
+	s := "node refused the WebSocket handshake (" + status + ")"
+	switch code {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		s += ": it is at its connection or rate limit"
 	case http.StatusForbidden:

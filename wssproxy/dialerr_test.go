@@ -180,7 +180,7 @@ func TestDialErrorsNameTheCause(t *testing.T) {
 			return "wss://" + strings.TrimPrefix(newEchoNode(t, nil).URL(), "ws://")
 		},
 		status: http.StatusBadGateway, cause: "TLS: the node did not answer in TLS",
-		health: "unreachable: TLS: the node did not answer in TLS", logCause: "HTTP response to HTTPS client",
+		health: "unreachable: TLS: the node did not answer in TLS", logCause: "does not look like a TLS handshake",
 	}, {
 		name:    "node answers 403",
 		prepare: func(t *testing.T, o *Options) string { return statusNode(t, http.StatusForbidden) },

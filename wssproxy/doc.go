@@ -26,7 +26,10 @@
 // both ways, preserving type, boundaries and order, streaming long messages
 // so memory per connection stays bounded. Close codes and reasons pass
 // both ways. Plain HTTP requests (JSON-RPC POSTs, GET /health) are
-// forwarded to the node's http:// (https:// for wss://) URL.
+// forwarded to the node's http:// (https:// for wss://) URL. With
+// [Options.NodeWarmConns] the proxy keeps node connections dialed ahead,
+// and a client on the node's own path takes one instead of waiting for a
+// dial; the node then sees none of that client's forwarded headers.
 //
 // # The relay
 //
@@ -86,6 +89,8 @@
 // other), X-Forwarded-For (the peer appended to what trusted proxies sent),
 // X-Forwarded-Proto and X-Forwarded-Host. The browser's Origin is dropped
 // unless [Options.ForwardOrigin] is set: [Options.AllowedOrigins] decides.
+// A connection dialed ahead ([Options.NodeWarmConns]) carries none of
+// these but Host: it was made before its client was known.
 //
 // # Close codes
 //

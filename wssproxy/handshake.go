@@ -107,11 +107,12 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // client sent right after its handshake, for the relay.
 func acceptClient(w http.ResponseWriter, r *http.Request, sub string) (*socket, error) {
 	h := w.Header()
-	h.Set("Upgrade", "websocket")
-	h.Set("Connection", "Upgrade")
-	h.Set("Sec-WebSocket-Accept", acceptKey(r.Header.Get("Sec-WebSocket-Key")))
+	// Keys in canonical form, so that no lookup allocates one.
+	h["Upgrade"] = []string{"websocket"}
+	h["Connection"] = []string{"Upgrade"}
+	h["Sec-Websocket-Accept"] = []string{acceptKey(headerValue(r.Header, "Sec-Websocket-Key"))}
 	if sub != "" {
-		h.Set("Sec-WebSocket-Protocol", sub)
+		h["Sec-Websocket-Protocol"] = []string{sub}
 	}
 	w.WriteHeader(http.StatusSwitchingProtocols)
 	conn, brw, err := http.NewResponseController(w).Hijack()
@@ -167,10 +168,10 @@ func checkHandshake(r *http.Request) (status int, why string) {
 		// hijacked: after the node was dialed, and with no timeout.
 		return http.StatusBadRequest, "WebSocket handshake must not have a body"
 	}
-	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+	if v := headerValue(r.Header, "Sec-Websocket-Version"); v != "13" {
 		return http.StatusUpgradeRequired, fmt.Sprintf("unsupported Sec-WebSocket-Version %q; want 13", v)
 	}
-	key := r.Header.Get("Sec-WebSocket-Key")
+	key := headerValue(r.Header, "Sec-Websocket-Key")
 	if b, err := base64.StdEncoding.DecodeString(key); err != nil || len(b) != 16 {
 		return http.StatusBadRequest, "invalid Sec-WebSocket-Key"
 	}

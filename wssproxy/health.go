@@ -305,6 +305,9 @@ func (p *Proxy) record(b *backend, err error, checkToken *uint64) {
 	h.state, h.reason = state, why
 	b.healthy.Store(err == nil)
 	h.mu.Unlock()
+	if changed && p.warm != nil { // fill or drop its warm connections
+		p.warm.poke()
+	}
 	p.metrics.NodeHealth(b.host, err)
 	p.metrics.NodeState(b.host, p.nodeStatus(b))
 	if changed {

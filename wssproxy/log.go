@@ -16,6 +16,9 @@ func (pc *proxyConn) logClose() {
 	if ci.by == sideNode && ci.clientCode != 1000 && ci.clientCode != 1001 {
 		level = slog.LevelWarn
 	}
+	if !pc.p.log.Enabled(context.Background(), level) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("client", pc.key),
 		slog.String("upstream", pc.b.host),
@@ -29,6 +32,9 @@ func (pc *proxyConn) logClose() {
 		slog.String("client_reason", ci.clientReason),
 		slog.Int("node_code", int(ci.nodeCode)),
 		slog.String("node_reason", ci.nodeReason),
+	}
+	if pc.warm { // the node saw no X-Forwarded-For for this client
+		attrs = append(attrs, slog.Bool("warm", true))
 	}
 	if pc.dfl != nil { // bytes_out are then the compressed bytes sent
 		attrs = append(attrs, slog.Bool("deflate", true))

@@ -2,6 +2,7 @@ package wssproxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -116,7 +117,9 @@ type Options struct {
 	// replaced. If empty, no peer is trusted.
 	TrustedProxies []netip.Prefix
 
-	// UpstreamTLS configures TLS to a wss:// (or https://) node.
+	// UpstreamTLS configures TLS to a wss:// (or https://) node. The
+	// WebSocket dials use a copy per node, with a session cache of the
+	// gateway's own if it has none, so that they resume TLS sessions.
 	// If nil, the system roots verify the node's certificate.
 	UpstreamTLS *tls.Config
 
@@ -220,6 +223,28 @@ type Options struct {
 	// requests, on the gateway's pooled connections, are not counted.
 	// If zero, no cap. Negative is invalid.
 	MaxConnsPerNode int
+
+	// NodeWarmConns is how many WebSocket connections to each healthy
+	// node the gateway keeps dialed and upgraded ahead of demand, so that a
+	// client waits only for its own handshake, not for the node's. A warm
+	// connection serves a client that asks for the upstream URL's own path
+	// ("/" or none) with no query and no subprotocol (and, with
+	// ForwardOrigin, no Origin); other clients get a connection of their
+	// own as without it. It is dialed before its client is known, so the
+	// node sees no X-Forwarded-For, X-Real-IP, X-Forwarded-Proto,
+	// X-Forwarded-Host, client User-Agent or Origin on it, only
+	// UpstreamHeader: a node that keys its own limits on X-Forwarded-For
+	// (--rpc-rate-limit with trusted proxies) counts those clients as the
+	// gateway. The connection log line says warm=true.
+	// Warm connections count against MaxConnsPerNode. A node's are
+	// dropped when it turns unhealthy, a warm connection the node closes
+	// is replaced, and one no client took within PingInterval (default
+	// DefaultPingInterval) is closed and replaced, since idle it is not
+	// pinged. A failed dial is retried after 1 s, doubling up to 30 s.
+	// If zero, none: every client's node connection is dialed during its
+	// handshake. Negative is invalid, as is a positive value in shared
+	// mode (Share), which keeps node connections of its own.
+	NodeWarmConns int
 
 	// MessageRate limits JSON-RPC calls per second on one connection,
 	// with bursts of MessageBurst. A call over the limit is answered with
@@ -362,6 +387,10 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, fmt.Errorf("wssproxy: Options.MaxSubscriptions is %d; it must not be negative", c.MaxSubscriptions)
 	case c.MaxConnsPerNode < 0:
 		return c, fmt.Errorf("wssproxy: Options.MaxConnsPerNode is %d; it must not be negative", c.MaxConnsPerNode)
+	case c.NodeWarmConns < 0:
+		return c, fmt.Errorf("wssproxy: Options.NodeWarmConns is %d; it must not be negative", c.NodeWarmConns)
+	case c.NodeWarmConns > 0 && c.Share != nil:
+		return c, errors.New("wssproxy: Options.NodeWarmConns needs splice mode: shared mode (Options.Share) keeps node connections of its own")
 	case c.MessageLimitDelay < 0:
 		return c, fmt.Errorf("wssproxy: Options.MessageLimitDelay is %v; it must not be negative", c.MessageLimitDelay)
 	}

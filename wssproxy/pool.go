@@ -15,6 +15,7 @@ type backend struct {
 	conns   atomic.Int64 // open proxied WebSocket connections
 	healthy atomic.Bool  // the last check passed (see health.go)
 	health  nodeHealth   // what the checks and the head subscriptions learned
+	warm    warmConns    // connections dialed ahead (warm.go); counted in conns
 }
 
 func newBackend(u *url.URL) *backend {

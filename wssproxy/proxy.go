@@ -29,9 +29,15 @@ type Proxy struct {
 	backends []*backend
 	rr       atomic.Uint64 // round-robin start among equally loaded nodes
 	dial     *http.Client  // health checks
-	wsDial   *http.Client  // WebSocket dials: a fresh, wrapped connection each
-	http     *httputil.ReverseProxy
-	hub      *shareHub // shared mode; nil for splice mode
+	nodes    *nodeDialer   // WebSocket dials to nodes
+	wsDial   *http.Client  // the websocket package's dials to nodes (head subscriptions)
+	// Options.UpstreamHeader as written on every node upgrade request, and
+	// its User-Agent and Origin, sent unless the client's replace them
+	upstreamLines              []byte
+	upstreamUA, upstreamOrigin string
+	http                       *httputil.ReverseProxy
+	hub                        *shareHub // shared mode; nil for splice mode
+	warm                       *warmPool // Options.NodeWarmConns; nil without
 
 	// Health (health.go): checkMu serializes checks; allDown is whether
 	// every node was unhealthy at the last record.
@@ -95,11 +101,14 @@ func NewPool(upstreams []string, opts *Options) (*Proxy, error) {
 	}
 	tr := p.transport()
 	p.dial = &http.Client{Transport: tr}
-	p.wsDial = &http.Client{Transport: p.wsTransport()}
+	p.nodes = newNodeDialer(&p.opts)
+	p.wsDial = &http.Client{Transport: &upgradeTransport{p.nodes}}
+	p.upstreamLines, p.upstreamUA, p.upstreamOrigin = renderUpstreamHeader(o.UpstreamHeader)
 	p.http = p.reverseProxy(tr)
 	if o.Share != nil {
 		p.hub = newShareHub(p, o.Share)
 	}
+	p.warm = newWarmPool(p) // before the checks, which poke it
 	if o.HealthInterval > 0 {
 		p.healthDone.Add(1)
 		go p.healthLoop()

@@ -47,6 +47,7 @@ type proxyConn struct {
 	start time.Time
 	sess  *session     // nil when messages need no inspection
 	dfl   *deflateConn // nil unless the client negotiated permessage-deflate
+	warm  bool         // the node connection was dialed ahead (Options.NodeWarmConns)
 
 	ctx    context.Context // ends when the connection does; for waits only
 	cancel context.CancelFunc

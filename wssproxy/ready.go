@@ -34,7 +34,11 @@ type NodeStatus struct {
 	// serves them trusts anything that reaches it through a gateway whose
 	// Policy lets them pass; run it with --rpc-methods safe.
 	UnsafeMethods string `json:"unsafeMethods"`
-	Conns         int64  `json:"conns"`
+	// Conns counts the gateway's WebSocket connections to the node,
+	// WarmConns among them: those dialed ahead (Options.NodeWarmConns)
+	// that no client has taken yet.
+	Conns     int64 `json:"conns"`
+	WarmConns int   `json:"warmConns"`
 }
 
 // Nodes reports the state of each node of the pool.
@@ -72,6 +76,7 @@ func (p *Proxy) nodeStatus(b *backend) NodeStatus {
 		Heads:            "polling",
 		UnsafeMethods:    h.unsafe,
 		Conns:            b.conns.Load(),
+		WarmConns:        p.warm.count(b),
 	}
 	if s.State == "" {
 		s.State = StateHealthy // not checked yet

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wssgate/wssgate/internal/operator"
 	"github.com/wssgate/wssgate/internal/rpctest"
+	"github.com/wssgate/wssgate/wssproxy"
 )
 
 // TestAgainstGateway runs loadtest as a user would against the operator
@@ -57,5 +59,24 @@ func TestAgainstGateway(t *testing.T) {
 	r, _ := runJSON(t, "-url", "wss://"+addrs.TLS, "-insecure", "-mode", "rtt", "-n", "60", "-warmup", "0")
 	if r.Msgs < 1 || r.ErrorKinds["rpc -32005"] < 1 || r.Msgs+r.ErrorKinds["rpc -32005"] < 60 || r.Hint == "" {
 		t.Errorf("msgs %d, kinds %v, hint %q; want measured calls, counted -32005 refusals and a hint", r.Msgs, r.ErrorKinds, r.Hint)
+	}
+}
+
+// TestServeHealthy: a gateway's health checks find the echo upstream
+// healthy (system_health over POST), so benchmarks measure a gateway
+// serving from a healthy node.
+func TestServeHealthy(t *testing.T) {
+	url, _ := startServe(t, false)
+	p, err := wssproxy.New(url, &wssproxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for s := p.Nodes()[0]; s.Peers != 1 || !s.Healthy || s.BestBlock == 0; s = p.Nodes()[0] {
+		if time.Now().After(deadline) {
+			t.Fatalf("echo upstream not checked healthy: %+v", s)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

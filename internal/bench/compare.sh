@@ -14,7 +14,11 @@
 #                  as BASE_BASIC=path, to measure a change before and after)
 #   SCENARIOS ["rtt1 rtt32 pipe100 pipe64k fanout100 handshake handshake-x25519 idle"]
 #   LOAD_CPU [0], SERVER_CPU [1]   taskset pinning (skipped without taskset)
-#   BASE_PORT [18440]              ports BASE_PORT..BASE_PORT+7
+#   BASE_PORT [18440]              ports BASE_PORT..BASE_PORT+8 (wssgate's
+#                  -admin-listen, with /debug/pprof, on BASE_PORT+8)
+#   WSSGATE_FLAGS [""]             more flags for wssgate, e.g. "-node-warm-conns 4"
+#   BASE_FLAGS [""]                more flags for wssgate-base (BASE_BASIC may be
+#                  the same build, to compare two configurations)
 #   OUT [a new /tmp dir]           configs, logs and results.jsonl
 #
 # Installs nginx, haproxy and caddy from Debian packages when missing (root).
@@ -32,13 +36,15 @@ SCENARIOS=${SCENARIOS:-"rtt1 rtt32 pipe100 pipe64k fanout100 handshake handshake
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 BASE_PORT=${BASE_PORT:-18440}
+WSSGATE_FLAGS=${WSSGATE_FLAGS:-}
+BASE_FLAGS=${BASE_FLAGS:-}
 OUT=${OUT:-$(mktemp -d /tmp/wssgate-bench.XXXXXX)}
 mkdir -p "$OUT/bin" "$OUT/logs" "$OUT/nginx/logs"
 
 UP_PORT=$BASE_PORT
 declare -A PORT=([direct-wss]=$((BASE_PORT + 1)) [wssgate]=$((BASE_PORT + 2))
 	[nginx]=$((BASE_PORT + 3)) [nginx-tuned]=$((BASE_PORT + 4)) [haproxy]=$((BASE_PORT + 5))
-	[caddy]=$((BASE_PORT + 6)) [wssgate-base]=$((BASE_PORT + 7)))
+	[caddy]=$((BASE_PORT + 6)) [wssgate-base]=$((BASE_PORT + 7)) [wssgate-admin]=$((BASE_PORT + 8)))
 declare -A PID=() # server name -> pid we started
 
 log() { printf '%s\n' "compare: $*" >&2; }
@@ -186,10 +192,11 @@ start_server() {
 		-tls-cert "$CERT" -tls-key "$KEY" >"$logf" 2>&1 & ;;
 	# shellcheck disable=SC2086 # GATEWAY_FLAGS is a list of flags
 	wssgate) "${PIN_SERVER[@]}" "$OUT/bin/basic" -listen "127.0.0.1:${PORT[$name]}" \
-		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $GATEWAY_FLAGS >"$logf" 2>&1 & ;;
+		-admin-listen "127.0.0.1:${PORT[wssgate-admin]}" -upstream "ws://127.0.0.1:$UP_PORT" \
+		-cert "$CERT" -key "$KEY" $GATEWAY_FLAGS $WSSGATE_FLAGS >"$logf" 2>&1 & ;;
 	# shellcheck disable=SC2086
 	wssgate-base) "${PIN_SERVER[@]}" "$BASE_BASIC" -listen "127.0.0.1:${PORT[$name]}" -admin-listen "" \
-		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $BASE_GATEWAY_FLAGS >"$logf" 2>&1 & ;;
+		-upstream "ws://127.0.0.1:$UP_PORT" -cert "$CERT" -key "$KEY" $BASE_GATEWAY_FLAGS $BASE_FLAGS >"$logf" 2>&1 & ;;
 	caddy) XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy "${PIN_SERVER[@]}" caddy run \
 		--config "$OUT/caddy/Caddyfile" --adapter caddyfile >"$logf" 2>&1 & ;;
 	nginx) "${PIN_SERVER[@]}" nginx -p "$OUT/nginx" -e "$OUT/nginx/logs/error.log" \
@@ -285,10 +292,10 @@ report() {
 
 - $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs; $cpus; ROUNDS=$ROUNDS DURATION=${DURATION}s WARMUP=${WARMUP}s IDLE_HOLD=${IDLE_HOLD}s
 - direct-wss: loadtest -mode serve with TLS (the floor: no proxy hop)
-- wssgate: examples/basic -cert/-key, flags: ${GATEWAY_FLAGS:-none} ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))
+- wssgate: examples/basic -cert/-key, flags: ${GATEWAY_FLAGS:-none}${WSSGATE_FLAGS:+ $WSSGATE_FLAGS}, admin (pprof) on 127.0.0.1:${PORT[wssgate-admin]} ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))
 - nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'): worker_processes auto, proxy_http_version 1.1, Upgrade/Connection "upgrade", proxy_read_timeout 3600s, default proxy_buffer_size, ssl_protocols TLSv1.2 TLSv1.3 and ssl_ecdh_curve X25519:prime256v1:secp384r1 (Mozilla intermediate; 1.22's default has no TLS 1.3)
 - nginx-tuned: the same nginx, another server block with proxy_buffer_size 64k (and proxy_buffers 8 64k, proxy_busy_buffers_size 128k, which nginx requires with it)
-- wssgate-base: ${BASE_BASIC:-not measured}, flags: ${BASE_GATEWAY_FLAGS:-none}
+- wssgate-base: ${BASE_BASIC:-not measured}, flags: ${BASE_GATEWAY_FLAGS:-none}${BASE_FLAGS:+ $BASE_FLAGS}
 - caddy $(caddy version 2>/dev/null | awk '{print $1}'): reverse_proxy to the upstream, tls with the same cert, logs discarded
 - haproxy $(haproxy -v | head -1 | awk '{print $3}'): mode http, timeout tunnel 1h, bind ssl crt, alpn http/1.1, maxconn 9800
 - idle: each target restarted before the run; VmRSS of the process and its children (nginx workers), (max(after open, end of hold) - before) / opened

@@ -43,6 +43,7 @@ type Config struct {
 	Burst, MsgBurst             int     // -burst, -msg-burst
 	MaxConnsPerClient, MaxConns int     // -max-conns-per-client, -max-conns
 	MaxConnsPerNode             int     // -max-conns-per-node
+	NodeWarmConns               int     // -node-warm-conns
 	MaxSubscriptions            int     // -max-subscriptions
 	TrustedProxies              string  // -trusted-proxies
 	AllowedOrigins              string  // -allowed-origins
@@ -142,6 +143,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", DefaultConns, "open WebSocket connections per client (0: no limit)")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "open WebSocket connections in total (0: no limit)")
 	fs.IntVar(&c.MaxConnsPerNode, "max-conns-per-node", DefaultConnsPerNode, "open WebSocket connections per node: a Substrate node serves 100 (--rpc-max-connections); raise both together (0: no cap)")
+	fs.IntVar(&c.NodeWarmConns, "node-warm-conns", 0, "WebSocket connections per node dialed ahead of clients, so a client waits only for its own handshake; the node then sees no X-Forwarded-For for the clients they serve (0: off)")
 	fs.Float64Var(&c.MsgRate, "msg-rate", DefaultMsgRate, "JSON-RPC calls per second per connection (0: no limit)")
 	fs.IntVar(&c.MsgBurst, "msg-burst", DefaultMsgBurst, "burst for -msg-rate")
 	fs.IntVar(&c.MaxSubscriptions, "max-subscriptions", DefaultMaxSubs, "subscriptions per connection (0: no limit)")
@@ -192,12 +194,15 @@ func (c *Config) validate() error {
 		name string
 		v    float64
 	}{{"-rate", c.Rate}, {"-burst", float64(c.Burst)}, {"-max-conns-per-client", float64(c.MaxConnsPerClient)},
-		{"-max-conns", float64(c.MaxConns)}, {"-max-conns-per-node", float64(c.MaxConnsPerNode)}, {"-msg-rate", c.MsgRate}, {"-msg-burst", float64(c.MsgBurst)},
+		{"-max-conns", float64(c.MaxConns)}, {"-max-conns-per-node", float64(c.MaxConnsPerNode)}, {"-node-warm-conns", float64(c.NodeWarmConns)}, {"-msg-rate", c.MsgRate}, {"-msg-burst", float64(c.MsgBurst)},
 		{"-max-subscriptions", float64(c.MaxSubscriptions)}, {"-drain", c.Drain.Seconds()}, {"-share-conns", float64(c.ShareConns)},
 		{"-deflate-threshold", float64(c.DeflateThreshold)}} {
 		if f.v < 0 {
 			return fmt.Errorf("%s must not be negative", f.name)
 		}
+	}
+	if c.NodeWarmConns > 0 && c.Share {
+		return errors.New("-node-warm-conns needs splice mode: -share keeps node connections of its own")
 	}
 	if c.DeflateLevel < 1 || c.DeflateLevel > 9 {
 		return fmt.Errorf("-deflate-level %d: must be 1 (fastest) to 9 (smallest)", c.DeflateLevel)

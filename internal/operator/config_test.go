@@ -58,6 +58,8 @@ func TestBadConfigAtStart(t *testing.T) {
 		{[]string{"-deflate-level", "0"}, `-deflate-level 0: must be 1 (fastest) to 9`},
 		{[]string{"-deflate-level", "10"}, `-deflate-level 10: must be 1 (fastest) to 9`},
 		{[]string{"-deflate-threshold", "-1"}, `-deflate-threshold must not be negative`},
+		{[]string{"-node-warm-conns", "-1"}, `-node-warm-conns must not be negative`},
+		{[]string{"-node-warm-conns", "2", "-share"}, `-node-warm-conns needs splice mode`},
 		{[]string{"-listen", "8443"}, `-listen: \"8443\" is not host:port`},
 		{[]string{"-nope"}, `flag provided but not defined: -nope`},
 		{[]string{"extra"}, `unexpected arguments`},
@@ -263,6 +265,44 @@ func TestMaxConnsPerNode(t *testing.T) {
 	}
 	if node.Conns() != before {
 		t.Errorf("the node was dialed for a refused connection: %d -> %d", before, node.Conns())
+	}
+}
+
+// TestNodeWarmConns: -node-warm-conns keeps that many connections on the
+// node ahead of clients, and a client is served on one: the node sees no
+// handshake with its X-Forwarded-For.
+func TestNodeWarmConns(t *testing.T) {
+	t.Parallel()
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
+		"-upstream", node.URL(), "-node-warm-conns", "2", "-health-interval", "-1s")
+	waitNodeConns := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for node.Conns() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("node holds %d connections, want %d", node.Conns(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitNodeConns(2)
+	c, _, err := dialWSS(t, g.TLS, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply := call(t, c, `{"jsonrpc":"2.0","id":1,"method":"system_chain","params":[]}`); !strings.Contains(reply, "Development") {
+		t.Fatalf("reply %s", reply)
+	}
+	waitNodeConns(3) // the client's and two warm
+	for _, h := range node.Headers() {
+		if h.Get("X-Forwarded-For") != "" {
+			t.Errorf("the node saw a handshake with X-Forwarded-For %q: the client was not served warm", h.Get("X-Forwarded-For"))
+		}
 	}
 }
 

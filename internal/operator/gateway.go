@@ -105,7 +105,7 @@ func (g *gateway) build(c *Config, clientMsg bool) (*generation, error) {
 	opts := &wssproxy.Options{Logger: g.logger, Metrics: g.metrics.Hooks(), MaxSubscriptions: c.MaxSubscriptions,
 		HealthInterval: c.HealthInterval, MaxBlockLag: c.MaxBlockLag,
 		StallTimeout: c.StallTimeout, MaxFinalityLag: c.MaxFinalityLag, StrictHealth: c.StrictHealth,
-		MaxConnsPerNode: c.MaxConnsPerNode}
+		MaxConnsPerNode: c.MaxConnsPerNode, NodeWarmConns: c.NodeWarmConns}
 	if c.TrustedProxies != "" {
 		trusted, err := ratelimit.ParseTrusted(c.TrustedProxies)
 		if err != nil {

@@ -54,5 +54,5 @@ func sameProxy(a, b *Config) bool {
 		a.MsgRate == b.MsgRate && a.MsgBurst == b.MsgBurst && a.MaxSubscriptions == b.MaxSubscriptions &&
 		a.HealthInterval == b.HealthInterval && a.MaxBlockLag == b.MaxBlockLag &&
 		a.StallTimeout == b.StallTimeout && a.MaxFinalityLag == b.MaxFinalityLag && a.StrictHealth == b.StrictHealth &&
-		a.MaxConnsPerNode == b.MaxConnsPerNode
+		a.MaxConnsPerNode == b.MaxConnsPerNode && a.NodeWarmConns == b.NodeWarmConns
 }

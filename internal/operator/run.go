@@ -187,20 +187,24 @@ type server struct {
 func (s *server) start(ctx context.Context) error {
 	c := s.cfg
 	s.started = time.Now()
-	tlsLn, err := s.listen("-listen", c.Listen)
+	// No TCP keepalive on the public listener: the proxy pings every
+	// WebSocket client (wssproxy.Options.PingInterval) and the server
+	// closes idle HTTP connections (wssproxy.ServerIdleTimeout), and it
+	// saves four system calls on every accepted connection.
+	tlsLn, err := s.listen("-listen", c.Listen, -1)
 	if err != nil {
 		return err
 	}
 	s.addrs.TLS = tlsLn.Addr().String()
 	var httpLn, adminLn net.Listener
 	if c.HTTPListen != "" {
-		if httpLn, err = s.listen("-http-listen", c.HTTPListen); err != nil {
+		if httpLn, err = s.listen("-http-listen", c.HTTPListen, 0); err != nil {
 			return err
 		}
 		s.addrs.HTTP = httpLn.Addr().String()
 	}
 	if c.AdminListen != "" {
-		if adminLn, err = s.listen("-admin-listen", c.AdminListen); err != nil {
+		if adminLn, err = s.listen("-admin-listen", c.AdminListen, 0); err != nil {
 			return err
 		}
 		s.addrs.Admin = adminLn.Addr().String()
@@ -234,8 +238,11 @@ func (s *server) start(ctx context.Context) error {
 	return nil
 }
 
-func (s *server) listen(flagName, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+// listen opens a TCP listener; keepAlive is the TCP keepalive period of
+// the connections it accepts (0: Go's default, negative: off).
+func (s *server) listen(flagName, addr string, keepAlive time.Duration) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: keepAlive}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		var hint string
 		if errors.Is(err, syscall.EADDRINUSE) {
