@@ -15,6 +15,10 @@ import (
 // the peer closing, or the gateway ending the connection start it again
 // where it left off. A copier that has never read parks at its first idle
 // read, so a connection opened and left idle costs no goroutine at all.
+// The poller waits in the runtime's own poller, not in a blocking
+// epoll_wait, so parking and waking cost a goroutine start and two epoll
+// calls: handshakes/s (each new connection parks before its first call)
+// is the same as with parking only after a delay.
 //
 // A read that times out leaves crypto/tls as it was (a timeout is not a
 // sticky error there, and a record half read stays buffered), and one

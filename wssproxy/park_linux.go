@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 )
@@ -37,8 +38,13 @@ func newPollFD(c net.Conn) *pollFD {
 // read (or has closed). Its own goroutine runs only while a copier is
 // parked, so an idle process (or a test's end) holds none.
 type poller struct {
-	mu      sync.Mutex
-	epfd    int // the epoll set; 0 until first use
+	mu   sync.Mutex
+	epfd int // the epoll set; 0 until first use
+	// the epoll set as Go's poller sees it: the loop waits in the runtime
+	// for it to be readable, not in a blocking epoll_wait, which would hold
+	// a P (with GOMAXPROCS 1, the only one) until sysmon took it back
+	set     syscall.RawConn
+	setFile *os.File
 	wake    [2]int
 	parked  map[uint64]*copier // by copier id
 	running bool               // the poller goroutine is running
@@ -100,7 +106,23 @@ func (p *poller) init() error {
 		syscall.Close(w[1])
 		return err
 	}
-	p.epfd, p.wake, p.parked = epfd, w, make(map[uint64]*copier)
+	// Non-blocking, so os.NewFile hands it to the runtime's poller (an
+	// epoll set is readable while it has events ready).
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(w[0])
+		syscall.Close(w[1])
+		return err
+	}
+	f := os.NewFile(uintptr(epfd), "wssproxy-poller")
+	set, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		syscall.Close(w[0])
+		syscall.Close(w[1])
+		return err
+	}
+	p.epfd, p.set, p.setFile, p.wake, p.parked = epfd, set, f, w, make(map[uint64]*copier)
 	return nil
 }
 
@@ -124,7 +146,18 @@ func (p *poller) loop() {
 	var evs [128]syscall.EpollEvent
 	var drain [64]byte
 	for {
-		n, err := syscall.EpollWait(p.epfd, evs[:], -1)
+		var n int
+		var err error
+		if rerr := p.set.Read(func(uintptr) bool {
+			for {
+				n, err = syscall.EpollWait(p.epfd, evs[:], 0) // never blocks
+				if err != syscall.EINTR {
+					return n != 0 || err != nil // nothing ready: wait in the runtime
+				}
+			}
+		}); rerr != nil {
+			err = rerr
+		}
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			// Cannot happen with a valid set; if it does, no copier is
 			// left parked for good.
