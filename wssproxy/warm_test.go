@@ -11,17 +11,6 @@ import (
 	"github.com/wssgate/wssgate/internal/rpctest"
 )
 
-// warmNode starts a fake node without blocks of its own.
-func warmNode(t *testing.T) *rpctest.Node {
-	t.Helper()
-	n, err := rpctest.Start(&rpctest.Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
-}
-
 // handshakes counts the node's handshakes that carried X-Forwarded-For
 // (a client's own dial) and those that did not (warm ones).
 func handshakes(n *rpctest.Node) (client, warm int) {
@@ -53,7 +42,7 @@ func waitWarm(t *testing.T, p *Proxy, want int, conns int64) {
 // dial of its own, as without the option.
 func TestWarmConnsUsed(t *testing.T) {
 	t.Parallel()
-	node := warmNode(t)
+	node := startNode(t)
 	logger, logs := captureLogs(t)
 	p, url := startProxy(t, node.URL(), &Options{NodeWarmConns: 2, Logger: logger})
 	waitWarm(t, p, 2, 2)
@@ -103,7 +92,7 @@ func TestWarmConnsUsed(t *testing.T) {
 // client is refused with 503 before any dial.
 func TestWarmConnsCapped(t *testing.T) {
 	t.Parallel()
-	node := warmNode(t)
+	node := startNode(t)
 	p, url := startProxy(t, node.URL(), &Options{NodeWarmConns: 2, MaxConnsPerNode: 3})
 	waitWarm(t, p, 2, 2)
 	ctx := testCtx(t)
@@ -126,7 +115,7 @@ func TestWarmConnsReplaced(t *testing.T) {
 	t.Parallel()
 	t.Run("aged", func(t *testing.T) {
 		t.Parallel()
-		node := warmNode(t)
+		node := startNode(t)
 		p, _ := startProxy(t, node.URL(), &Options{NodeWarmConns: 2, PingInterval: 100 * time.Millisecond})
 		waitFor(t, "two generations of warm connections", func() bool {
 			_, warm := handshakes(node)
@@ -181,7 +170,7 @@ func TestWarmConnsGreeting(t *testing.T) {
 // connections, and gets them back once healthy again.
 func TestWarmConnsUnhealthy(t *testing.T) {
 	t.Parallel()
-	node := warmNode(t)
+	node := startNode(t)
 	p, _ := startProxy(t, node.URL(), &Options{NodeWarmConns: 2})
 	waitWarm(t, p, 2, 2)
 	node.SetHealth(rpctest.Health{IsSyncing: true})
@@ -200,7 +189,7 @@ func TestWarmConnsUnhealthy(t *testing.T) {
 // their goroutines (the package's TestMain checks for leaks).
 func TestWarmConnsClose(t *testing.T) {
 	t.Parallel()
-	node := warmNode(t)
+	node := startNode(t)
 	p, err := New(node.URL(), &Options{NodeWarmConns: 3, HealthInterval: -1, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

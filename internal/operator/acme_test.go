@@ -12,7 +12,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wssgate/wssgate/internal/pebbletest"
-	"github.com/wssgate/wssgate/internal/rpctest"
 )
 
 // TestACMEPebble is the acceptance check: the operator binary with
@@ -21,11 +20,7 @@ import (
 // limits and metrics are on, raw-IP clients get the self-signed pair, and
 // SIGHUP reloads without stopping it or dropping the open connection.
 func TestACMEPebble(t *testing.T) {
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	for _, challenge := range []string{"tls-alpn-01", "http-01"} {
 		t.Run(challenge, func(t *testing.T) {
 			tlsPort, httpPort := pebbletest.FreePort(t), pebbletest.FreePort(t)

@@ -177,11 +177,7 @@ func TestBanner(t *testing.T) {
 		t.Errorf("self-signed certificate logged %d times:\n%s", n, logs)
 	}
 
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	g2 := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "", "-upstream", node.URL())
 	if l := g2.logs.String(); strings.Contains(l, "no node answers") || !strings.Contains(l, "curl=\"curl -k ") || !strings.Contains(l, "wss=wss://127.0.0.1:") {
 		t.Errorf("with a node up:\n%s", l)
@@ -193,11 +189,7 @@ func TestBanner(t *testing.T) {
 // configuration, keeping the rest of the operator.
 func TestHooks(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	var shared string
 	var seen *Config
 	p := &Program{
@@ -240,11 +232,7 @@ func TestBannerDNS(t *testing.T) {
 // --rpc-max-connections) answers 503 + Retry-After before dialing.
 func TestMaxConnsPerNode(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	p := &Program{Getenv: func(string) string { return "" }}
 	c, _, err := p.parse(nil, p.getenv)
 	if err != nil || c.MaxConnsPerNode != 100 {
@@ -273,11 +261,7 @@ func TestMaxConnsPerNode(t *testing.T) {
 // handshake with its X-Forwarded-For.
 func TestNodeWarmConns(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
 		"-upstream", node.URL(), "-node-warm-conns", "2", "-health-interval", "-1s")
 	waitNodeConns := func(want int) {
@@ -310,11 +294,7 @@ func TestNodeWarmConns(t *testing.T) {
 // policy, naming the flag that allows it, and reaches the node with it.
 func TestAllowStorageScans(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	const req = `{"jsonrpc":"2.0","id":1,"method":"state_getStorageSize","params":["0x"]}`
 	for _, allow := range []bool{false, true} {
 		args := []string{"-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "", "-upstream", node.URL()}
@@ -340,11 +320,7 @@ func TestAllowStorageScans(t *testing.T) {
 // node, over the node connections -share-conns asks for.
 func TestShare(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
 		"-upstream", node.URL(), "-share", "-share-conns", "2", "-health-interval", "-1s")
 	for i := range 5 {
@@ -372,11 +348,7 @@ func TestShare(t *testing.T) {
 // -deflate=false; calls work either way.
 func TestDeflateFlags(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	for _, tc := range []struct {
 		flags []string
 		want  string
@@ -403,4 +375,15 @@ func TestDeflateFlags(t *testing.T) {
 			t.Errorf("%q: reply %s", tc.flags, reply)
 		}
 	}
+}
+
+// startNode starts a fake Substrate node for a test.
+func startNode(t *testing.T) *rpctest.Node {
+	t.Helper()
+	node, err := rpctest.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	return node
 }

@@ -135,11 +135,7 @@ func sameOrigin(t *testing.T, s pageShot, origin string) {
 // and a handshake is refused, and its numbers match /metrics.
 func TestDashboard(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-self-signed-dir", "",
 		"-upstream", node.URL(), "-max-conns-per-client", "2")
 	admin := "http://" + g.Admin
@@ -227,11 +223,7 @@ func TestDashboard(t *testing.T) {
 // limit.
 func TestLandingPage(t *testing.T) {
 	t.Parallel()
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	g := startGateway(t, &Program{}, "-listen", "127.0.0.1:0", "-admin-listen", "", "-self-signed-dir", "",
 		"-upstream", node.URL(), "-rate", "1", "-burst", "4", "-drain", "1s")
 	origin := "https://" + g.TLS

@@ -89,11 +89,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 // TestReloadCertificate: SIGHUP re-reads -cert/-key; new handshakes get
 // the new pair, the open connection stays.
 func TestReloadCertificate(t *testing.T) {
-	node, err := rpctest.Start(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
+	node := startNode(t)
 	dir := t.TempDir()
 	var fps [2]string
 	for i, host := range []string{"a.example", "b.example"} {
