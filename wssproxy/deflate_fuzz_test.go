@@ -71,29 +71,11 @@ func deflateRelay(t *testing.T, inspect, takeover bool) (cPeer, nPeer net.Conn, 
 	if !inspect {
 		o.Policy = AllowAll()
 	}
-	p, err := New("ws://127.0.0.1:1", o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := p.newConn("pipe")
-	pc.b = p.backends[0]
-	pc.b.conns.Add(1)
-	var dc *deflateConn
-	dc, _ = p.negotiateDeflateValues([]string{offerChromium})
-	if dc == nil {
+	pc := pipeConn(t, o)
+	if pc.dfl, _ = pc.p.negotiateDeflateValues([]string{offerChromium}); pc.dfl == nil {
 		t.Fatal("deflate not negotiated")
 	}
-	pc.dfl = dc
-	cGate, cPeer := net.Pipe()
-	nGate, nPeer := net.Pipe()
-	ended = make(chan struct{})
-	go pc.run(&socket{conn: cGate, side: sideClient}, &socket{conn: nGate, side: sideNode}, func() {
-		p.unregister(pc)
-		cPeer.Close()
-		nPeer.Close()
-		close(ended)
-	})
-	return cPeer, nPeer, ended
+	return runPipes(pc)
 }
 
 // checkDeflateFrames fails t unless b, what the client got, is a sequence

@@ -101,13 +101,27 @@ func relayConns(t *testing.T, opts *Options) (cPeer, nPeer net.Conn, pc *proxyCo
 	o := *opts
 	o.HealthInterval = -1
 	o.Logger = slog.New(slog.DiscardHandler)
-	p, err := New("ws://127.0.0.1:1", &o)
+	pc = pipeConn(t, &o)
+	cPeer, nPeer, ended = runPipes(pc)
+	return cPeer, nPeer, pc, ended
+}
+
+// pipeConn returns a connection of a proxy with opts, not yet running.
+func pipeConn(t *testing.T, opts *Options) *proxyConn {
+	p, err := New("ws://127.0.0.1:1", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc = p.newConn("pipe")
+	pc := p.newConn("pipe")
 	pc.b = p.backends[0]
 	pc.b.conns.Add(1)
+	return pc
+}
+
+// runPipes runs pc between two net.Pipes and returns their far ends, and
+// a channel closed when the connection has ended.
+func runPipes(pc *proxyConn) (cPeer, nPeer net.Conn, ended chan struct{}) {
+	p := pc.p
 	cGate, cPeer := net.Pipe()
 	nGate, nPeer := net.Pipe()
 	ended = make(chan struct{})
@@ -117,7 +131,7 @@ func relayConns(t *testing.T, opts *Options) (cPeer, nPeer net.Conn, pc *proxyCo
 		nPeer.Close()
 		close(ended)
 	})
-	return cPeer, nPeer, pc, ended
+	return cPeer, nPeer, ended
 }
 
 func TestKeepaliveIdleTimeout(t *testing.T) {
